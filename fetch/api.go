@@ -72,7 +72,8 @@ func NewRepository(ctx context.Context, repo name.Repository, opts Options) (*Re
 
 // Manifest GETs /v2/<name>/manifests/<reference> with the given Accept types.
 // reference is a tag or a digest. The body is limited in size. A by-digest
-// request is verified against the digest.
+// request is verified against the digest, except a signed schema 1 manifest,
+// whose digest covers its payload without signatures: the caller checks that.
 func (r *Repository) Manifest(ctx context.Context, reference string, accept []string) (*ManifestResponse, error) {
 	return r.impl.manifest(ctx, reference, accept)
 }

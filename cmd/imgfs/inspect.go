@@ -1,0 +1,381 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/imgfs/imgfs/manifest"
+)
+
+func init() { registerCommand(newInspectCommand) }
+
+// inspectCommand holds the flags and hooks of one inspect run.
+type inspectCommand struct {
+	app     *app
+	jsonOut bool
+	raw     bool
+
+	// uncompressedSize reports a layer's uncompressed size when something
+	// knows it (the index cache, once it exists); nil means "unknown".
+	uncompressedSize func(ctx context.Context, l manifest.Layer) (int64, bool)
+}
+
+func newInspectCommand(a *app) *cobra.Command {
+	ic := &inspectCommand{app: a}
+	cmd := &cobra.Command{
+		Use:   "inspect IMAGE",
+		Short: "Show an image's digest, platforms, layers and config",
+		Long: `Resolve IMAGE in its registry and describe it: the reference's parts, the
+digest and media type of the manifest, the index and the platforms it offers
+(the chosen one marked *), every layer with its media type, format and
+sizes, the total size, and the config (created, env, entrypoint, cmd, working
+directory, user, labels, exposed ports, volumes).
+
+--json prints the same as a stable JSON document. --raw prints the manifest
+the reference points at exactly as the registry sent it: for a multi-platform
+image that is the index; inspect IMAGE@<digest> --raw shows one platform's.`,
+		Example: `  imgfs inspect ubuntu:22.04
+  imgfs inspect --platform linux/arm64 docker://alpine --json
+  imgfs inspect --raw ghcr.io/org/app@sha256:...
+  imgfs --plain-http -v inspect 127.0.0.1:5000/app:dev`,
+		Args: exactArgs("IMAGE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return ic.run(cmd, args[0])
+		},
+	}
+	cmd.Flags().BoolVar(&ic.jsonOut, "json", false, "print a JSON document")
+	cmd.Flags().BoolVar(&ic.raw, "raw", false, "print the manifest bytes exactly as received")
+	return cmd
+}
+
+func (ic *inspectCommand) run(cmd *cobra.Command, reference string) error {
+	if ic.jsonOut && ic.raw {
+		return usageErrorf("--json and --raw cannot be used together")
+	}
+	ctx := cmd.Context()
+	img, err := manifest.Resolve(ctx, ic.app.resolveOptions(cmd, reference))
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if ic.raw {
+		raw := img.RawManifest
+		if img.RawIndex != nil {
+			raw = img.RawIndex
+		}
+		_, err := out.Write(raw)
+		return err
+	}
+	doc := newInspectOutput(ctx, img, ic.uncompressedSize)
+	if ic.jsonOut {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(doc)
+	}
+	return writeInspectText(out, doc)
+}
+
+// InspectOutput is the document inspect --json prints. Its shape is stable:
+// every key is always present, empty values are "", [], {} or null (created
+// only). Names follow manifest.Image and, inside "config", the OCI image
+// config, so the document also decodes into a manifest.Image.
+type InspectOutput struct {
+	Reference      string            `json:"reference"` // normalised: registry/repository[:tag][@digest]
+	Registry       string            `json:"registry"`
+	Repository     string            `json:"repository"`
+	Tag            string            `json:"tag"` // "" when pinned by digest only
+	Digest         string            `json:"digest"`
+	MediaType      string            `json:"mediaType"`
+	SchemaVersion  int               `json:"schemaVersion"`
+	Platform       InspectPlatform   `json:"platform"`       // of the image described
+	IndexDigest    string            `json:"indexDigest"`    // "" when the reference names a single manifest
+	IndexMediaType string            `json:"indexMediaType"` // ""  likewise
+	Platforms      []InspectPlatform `json:"platforms"`      // image platforms the index offers, index order
+	ConfigDigest   string            `json:"configDigest"`   // "" for schema 1 (config embedded in the manifest)
+	Config         InspectConfig     `json:"config"`
+	Layers         []InspectLayer    `json:"layers"`    // base first
+	TotalSize      int64             `json:"totalSize"` // compressed layers + config; -1 when a size is unknown (schema 1)
+}
+
+// InspectPlatform is os/architecture/variant, normalised.
+type InspectPlatform struct {
+	OS           string `json:"os"`
+	Architecture string `json:"architecture"`
+	Variant      string `json:"variant"`
+}
+
+func (p InspectPlatform) String() string {
+	if p.OS == "" && p.Architecture == "" {
+		return ""
+	}
+	return manifest.FormatPlatform(ocispec.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant})
+}
+
+// InspectConfig is the part of the image config that matters to users.
+type InspectConfig struct {
+	Created *string              `json:"created"` // RFC 3339; null when unknown
+	Author  string               `json:"author"`
+	Config  InspectRuntimeConfig `json:"config"`
+}
+
+// InspectRuntimeConfig keeps the OCI image config's key names.
+type InspectRuntimeConfig struct {
+	Env          []string            `json:"Env"`
+	Entrypoint   []string            `json:"Entrypoint"`
+	Cmd          []string            `json:"Cmd"`
+	WorkingDir   string              `json:"WorkingDir"`
+	User         string              `json:"User"`
+	Labels       map[string]string   `json:"Labels"`
+	ExposedPorts map[string]struct{} `json:"ExposedPorts"` // OCI form: {"80/tcp": {}}
+	Volumes      map[string]struct{} `json:"Volumes"`      // OCI form: {"/data": {}}
+	StopSignal   string              `json:"StopSignal"`
+}
+
+// InspectLayer is one layer.
+type InspectLayer struct {
+	Digest           string            `json:"digest"`
+	MediaType        string            `json:"mediaType"`
+	Format           string            `json:"format"`
+	Size             int64             `json:"size"`             // compressed; -1 when unknown
+	UncompressedSize *int64            `json:"uncompressedSize"` // null when unknown
+	DiffID           string            `json:"diffID"`
+	URLs             []string          `json:"urls"` // where foreign layers are fetched from
+	Annotations      map[string]string `json:"annotations"`
+}
+
+func inspectPlatform(p ocispec.Platform) InspectPlatform {
+	return InspectPlatform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}
+}
+
+func newInspectOutput(ctx context.Context, img *manifest.Image, uncompressed func(context.Context, manifest.Layer) (int64, bool)) *InspectOutput {
+	c := img.Config.Config
+	doc := &InspectOutput{
+		Reference:      img.Name,
+		Registry:       img.Registry,
+		Repository:     img.Repository,
+		Tag:            img.Tag,
+		Digest:         img.Digest.String(),
+		MediaType:      img.MediaType,
+		SchemaVersion:  img.SchemaVersion,
+		Platform:       inspectPlatform(img.Platform),
+		IndexDigest:    img.IndexDigest.String(),
+		IndexMediaType: img.IndexMediaType,
+		Platforms:      []InspectPlatform{},
+		ConfigDigest:   img.ConfigDigest.String(),
+		Config: InspectConfig{
+			Author: img.Config.Author,
+			Config: InspectRuntimeConfig{
+				Env:          nonNil(c.Env),
+				Entrypoint:   nonNil(c.Entrypoint),
+				Cmd:          nonNil(c.Cmd),
+				WorkingDir:   c.WorkingDir,
+				User:         c.User,
+				Labels:       map[string]string{},
+				ExposedPorts: map[string]struct{}{},
+				Volumes:      map[string]struct{}{},
+				StopSignal:   c.StopSignal,
+			},
+		},
+		Layers:    []InspectLayer{},
+		TotalSize: img.Size(),
+	}
+	if img.Config.Created != nil {
+		created := img.Config.Created.UTC().Format(time.RFC3339)
+		doc.Config.Created = &created
+	}
+	maps.Copy(doc.Config.Config.Labels, c.Labels)
+	maps.Copy(doc.Config.Config.ExposedPorts, c.ExposedPorts)
+	maps.Copy(doc.Config.Config.Volumes, c.Volumes)
+	for _, p := range img.Platforms {
+		doc.Platforms = append(doc.Platforms, inspectPlatform(p))
+	}
+	for _, l := range img.Layers {
+		il := InspectLayer{
+			Digest:      l.Digest.String(),
+			MediaType:   l.MediaType,
+			Format:      string(l.Format),
+			Size:        l.Size,
+			DiffID:      l.DiffID.String(),
+			URLs:        nonNil(l.URLs),
+			Annotations: map[string]string{},
+		}
+		maps.Copy(il.Annotations, l.Annotations)
+		if uncompressed != nil {
+			if n, ok := uncompressed(ctx, l); ok {
+				il.UncompressedSize = &n
+			}
+		}
+		doc.Layers = append(doc.Layers, il)
+	}
+	return doc
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// writeInspectText prints the human form of doc.
+func writeInspectText(w io.Writer, doc *InspectOutput) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	field := func(name, value string) {
+		if value == "" {
+			value = "-"
+		}
+		fmt.Fprintf(tw, "%s:\t%s\n", name, value)
+	}
+	field("Reference", doc.Reference)
+	field("Registry", doc.Registry)
+	field("Repository", doc.Repository)
+	field("Tag", doc.Tag)
+	field("Digest", doc.Digest)
+	field("Media type", doc.MediaType)
+	if doc.IndexDigest != "" {
+		field("Index", doc.IndexDigest+" ("+doc.IndexMediaType+")")
+		var ps []string
+		for _, p := range doc.Platforms {
+			name := p.String()
+			if p == doc.Platform {
+				name += " *"
+			}
+			ps = append(ps, name)
+		}
+		field("Platforms", strings.Join(ps, ", "))
+	}
+	field("Platform", doc.Platform.String())
+	field("Config", doc.ConfigDigest)
+	created := ""
+	if doc.Config.Created != nil {
+		created = *doc.Config.Created
+	}
+	field("Created", created)
+	if doc.Config.Author != "" {
+		field("Author", doc.Config.Author)
+	}
+	total := "unknown (schema 1 manifests do not record layer sizes)"
+	if doc.TotalSize >= 0 {
+		total = sizeText(doc.TotalSize)
+	}
+	field("Total size", total)
+	rc := doc.Config.Config
+	field("Entrypoint", argvText(rc.Entrypoint))
+	field("Cmd", argvText(rc.Cmd))
+	field("Working dir", rc.WorkingDir)
+	field("User", rc.User)
+	field("Exposed ports", strings.Join(slices.Sorted(maps.Keys(rc.ExposedPorts)), ", "))
+	field("Volumes", strings.Join(slices.Sorted(maps.Keys(rc.Volumes)), ", "))
+	if rc.StopSignal != "" {
+		field("Stop signal", rc.StopSignal)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	list := func(title string, items []string) {
+		fmt.Fprintf(w, "%s:\n", title)
+		if len(items) == 0 {
+			fmt.Fprintln(w, "  -")
+		}
+		for _, it := range items {
+			fmt.Fprintf(w, "  %s\n", it)
+		}
+	}
+	list("Env", rc.Env)
+	var labels []string
+	for _, k := range slices.Sorted(maps.Keys(rc.Labels)) {
+		labels = append(labels, k+"="+rc.Labels[k])
+	}
+	list("Labels", labels)
+
+	fmt.Fprintf(w, "Layers (%d, base first):\n", len(doc.Layers))
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  #\tDIGEST\tMEDIA TYPE\tFORMAT\tCOMPRESSED\tUNCOMPRESSED")
+	var notes []string
+	for i, l := range doc.Layers {
+		compressed := "unknown"
+		if l.Size >= 0 {
+			compressed = sizeText(l.Size)
+		}
+		uncompressed := "-"
+		if l.UncompressedSize != nil {
+			uncompressed = sizeText(*l.UncompressedSize)
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", i+1, shortDigest(l.Digest), l.MediaType, l.Format, compressed, uncompressed)
+		switch manifest.Format(l.Format) {
+		case manifest.FormatForeign:
+			urls := "no URLs"
+			if len(l.URLs) > 0 {
+				urls = strings.Join(l.URLs, " ")
+			}
+			notes = append(notes, fmt.Sprintf("layer %d is non-distributable (foreign), fetched from: %s", i+1, urls))
+		case manifest.FormatUnknown:
+			notes = append(notes, fmt.Sprintf("layer %d has a media type imgfs cannot read: %s", i+1, l.MediaType))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		if _, err := fmt.Fprintf(w, "  note: %s\n", n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shortDigest keeps the algorithm and 12 hex digits, as docker does.
+func shortDigest(d string) string {
+	alg, hex, ok := strings.Cut(d, ":")
+	if !ok || len(hex) <= 12 {
+		return d
+	}
+	return alg + ":" + hex[:12]
+}
+
+// argvText shows an argv as JSON, which keeps spaces and quoting visible.
+func argvText(argv []string) string {
+	if len(argv) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(argv)
+	return string(b)
+}
+
+// sizeText is "27.3 MiB (28647285 bytes)".
+func sizeText(n int64) string {
+	return fmt.Sprintf("%s (%d bytes)", humanSize(n), n)
+}
+
+// humanSize renders n in binary units with three significant digits.
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f := float64(n)
+	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	i := -1
+	for f >= unit && i < len(units)-1 {
+		f /= unit
+		i++
+	}
+	switch {
+	case f < 10:
+		return fmt.Sprintf("%.2f %s", f, units[i])
+	case f < 100:
+		return fmt.Sprintf("%.1f %s", f, units[i])
+	}
+	return fmt.Sprintf("%.0f %s", f, units[i])
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Demo: start a throw-away docker-registry on 127.0.0.1, push a small sample
+# image built by the integration fixture builder, and inspect it with imgfs.
+# The registry and its storage are removed on exit, whatever happens.
+#
+#   make demo                      (builds bin/imgfs first)
+#   IMGFS=bin/imgfs scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+IMGFS=${IMGFS:-bin/imgfs}
+REGISTRY_BIN=${REGISTRY_BIN:-$(command -v docker-registry || true)}
+[[ -x $IMGFS ]] || { echo "demo: $IMGFS not found; run 'make build' first" >&2; exit 1; }
+[[ -n $REGISTRY_BIN ]] || { echo "demo: docker-registry not found (apt-get install docker-registry)" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/imgfs-demo.XXXXXX")
+reg_pid=
+cleanup() {
+	if [[ -n $reg_pid ]]; then
+		kill "$reg_pid" 2>/dev/null || true
+		wait "$reg_pid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port=
+for _ in $(seq 20); do
+	candidate=$((20000 + RANDOM % 30000))
+	if ! port_in_use "$candidate"; then port=$candidate; break; fi
+done
+[[ -n $port ]] || { echo "demo: no free port found" >&2; exit 1; }
+
+cat >"$work/config.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $work/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+  secret: imgfs-demo
+YAML
+"$REGISTRY_BIN" serve "$work/config.yml" >"$work/registry.log" 2>&1 &
+reg_pid=$!
+
+for _ in $(seq 100); do
+	port_in_use "$port" && break
+	kill -0 "$reg_pid" 2>/dev/null || { echo "demo: docker-registry exited:" >&2; cat "$work/registry.log" >&2; exit 1; }
+	sleep 0.1
+done
+port_in_use "$port" || { echo "demo: docker-registry did not start" >&2; cat "$work/registry.log" >&2; exit 1; }
+echo "== docker-registry on 127.0.0.1:$port (pid $reg_pid)"
+
+ref=$(go run ./integration/cmd/pushsample -registry "127.0.0.1:$port" -repo demo/sample -tag latest -format "${DEMO_FORMAT:-gzip}")
+echo "== pushed $ref"
+echo "== $IMGFS inspect --plain-http $ref"
+"$IMGFS" inspect --plain-http "$ref"
