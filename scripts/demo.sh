@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Demo: start a throw-away docker-registry on 127.0.0.1, push a small sample
-# image built by the integration fixture builder, and inspect it with imgfs.
-# The registry and its storage are removed on exit, whatever happens.
+# image built by the integration fixture builder (with the host's static
+# busybox inside), inspect it, mount it with imgfs and run a command in it.
+# The mount, the registry and its storage are removed on exit, whatever happens.
 #
 #   make demo                      (builds bin/imgfs first)
 #   IMGFS=bin/imgfs scripts/demo.sh
@@ -15,7 +16,11 @@ REGISTRY_BIN=${REGISTRY_BIN:-$(command -v docker-registry || true)}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/imgfs-demo.XXXXXX")
 reg_pid=
+mnt=
 cleanup() {
+	if [[ -n $mnt ]] && grep -qs " $mnt fuse" /proc/mounts; then
+		"$IMGFS" unmount "$mnt" || "$IMGFS" unmount --lazy "$mnt" || true
+	fi
 	if [[ -n $reg_pid ]]; then
 		kill "$reg_pid" 2>/dev/null || true
 		wait "$reg_pid" 2>/dev/null || true
@@ -61,3 +66,22 @@ ref=$(go run ./integration/cmd/pushsample -registry "127.0.0.1:$port" -repo demo
 echo "== pushed $ref"
 echo "== $IMGFS inspect --plain-http $ref"
 "$IMGFS" inspect --plain-http "$ref"
+
+export IMGFS_CACHE_DIR=$work/cache
+mnt=$work/mnt
+mkdir -p "$mnt"
+echo "== $IMGFS mount --background --plain-http $ref $mnt"
+"$IMGFS" mount --background --plain-http "$ref" "$mnt"
+echo "== ls $mnt"
+ls -l "$mnt"
+if [[ $(id -u) == 0 ]] && [[ -x $mnt/bin/busybox ]]; then
+	echo "== chroot $mnt /bin/sh -c '. /.singularity.d/env/10-docker2singularity.sh; ...'"
+	chroot "$mnt" /bin/sh -c '. /.singularity.d/env/10-docker2singularity.sh; echo "SAMPLE=$SAMPLE"; busybox cat /etc/motd; busybox uname -m'
+elif [[ -x $mnt/bin/busybox ]]; then
+	echo "== $mnt/bin/busybox cat $mnt/etc/motd   (not root: no chroot)"
+	"$mnt/bin/busybox" cat "$mnt/etc/motd"
+else
+	cat "$mnt/etc/motd"
+fi
+echo "== $IMGFS unmount $mnt"
+"$IMGFS" unmount "$mnt"

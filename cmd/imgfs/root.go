@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -328,4 +329,12 @@ func parseSize(s string) (int64, error) {
 		return 0, errors.New("too large")
 	}
 	return int64(n), nil
+}
+
+// nameOptions are the reference-parsing options the global flags select.
+func (a *app) nameOptions() []name.Option {
+	if a.flags.plainHTTP {
+		return []name.Option{name.Insecure}
+	}
+	return nil
 }

@@ -71,6 +71,9 @@ func push(ctx context.Context, target integration.Target, repo, tag string, comp
 	return integration.PushIndex(ctx, target, repo, tag, idx)
 }
 
+// busyboxPath is Debian's busybox-static.
+const busyboxPath = "/bin/busybox"
+
 // sampleImage is a tiny two-layer image: a base tree and an upper layer that
 // overrides, deletes and adds files.
 func sampleImage(compression integration.Compression, p ocispec.Platform) (*integration.BuiltImage, error) {
@@ -78,7 +81,7 @@ func sampleImage(compression integration.Compression, p ocispec.Platform) (*inte
 	if p.Variant != "" {
 		arch += "/" + p.Variant
 	}
-	base, err := integration.BuildLayer(integration.LayerSpec{Compression: compression, Entries: []integration.Entry{
+	baseEntries := []integration.Entry{
 		integration.Dir("etc"),
 		integration.File("etc/os-release", "NAME=imgfs-sample\nID=imgfs\n"),
 		integration.File("etc/motd", "this line is replaced by the upper layer\n"),
@@ -88,7 +91,15 @@ func sampleImage(compression integration.Compression, p ocispec.Platform) (*inte
 		integration.Dir("bin"),
 		{Path: "bin/hello", Type: integration.TypeFile, Mode: 0o755, Content: []byte("#!/bin/sh\necho hello from imgfs\n")},
 		integration.Symlink("bin/hi", "hello"),
-	}})
+	}
+	// With the host's static busybox the image can run commands: the demo
+	// runs one inside the mount.
+	if data, err := os.ReadFile(busyboxPath); err == nil {
+		baseEntries = append(baseEntries,
+			integration.Entry{Path: "bin/busybox", Type: integration.TypeFile, Mode: 0o755, Content: data},
+			integration.Symlink("bin/sh", "busybox"))
+	}
+	base, err := integration.BuildLayer(integration.LayerSpec{Compression: compression, Entries: baseEntries})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// readyFDEnv names the file descriptor on which a background mount server
+// tells the command that started it that the mount is ready.
+const readyFDEnv = "IMGFS_MOUNT_READY_FD"
+
+// startInBackground runs this same command line again as a detached server
+// and waits until it reports the mount ready, or exits: then its last log
+// line is the reason.
+func startInBackground(cmd *cobra.Command, a *app, dir, logFile string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("background mount: %w", err)
+	}
+	logf, err := openServerLog(a, logFile)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	ready, readyW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("background mount: %w", err)
+	}
+	defer ready.Close()
+
+	server := exec.Command(exe, os.Args[1:]...)
+	server.Env = append(os.Environ(), readyFDEnv+"=3") // ExtraFiles[0] is fd 3
+	server.ExtraFiles = []*os.File{readyW}
+	server.Stdout, server.Stderr = logf, logf
+	// Its own session: the terminal's Ctrl-C and hangup are not for it.
+	server.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := server.Start(); err != nil {
+		readyW.Close()
+		return fmt.Errorf("background mount: %w", err)
+	}
+	readyW.Close()
+
+	line, _ := bufio.NewReader(ready).ReadString('\n')
+	if strings.TrimSpace(line) == "ok" {
+		fmt.Fprintf(cmd.OutOrStdout(), "mounted at %s (server pid %d, log %s); unmount with: imgfs unmount %s\n",
+			dir, server.Process.Pid, logf.Name(), dir)
+		return server.Process.Release()
+	}
+	server.Wait()
+	return fmt.Errorf("background mount failed: %s", lastLogLine(logf.Name()))
+}
+
+func openServerLog(a *app, logFile string) (*os.File, error) {
+	if logFile != "" {
+		return os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	}
+	cacheDir, err := a.cacheDir()
+	if err != nil {
+		return nil, err
+	}
+	logs := filepath.Join(cacheDir, "logs")
+	if err := os.MkdirAll(logs, 0o700); err != nil {
+		return nil, fmt.Errorf("background mount: %w", err)
+	}
+	return os.CreateTemp(logs, "mount-*.log")
+}
+
+// lastLogLine is the last non-empty line of the server's log: the one-line
+// error it printed before exiting.
+func lastLogLine(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "the mount server exited (no log: " + err.Error() + ")"
+	}
+	lines := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
+	last := strings.TrimPrefix(string(lines[len(lines)-1]), "imgfs: ")
+	if last == "" {
+		return "the mount server exited without a message; see " + path
+	}
+	return last + " (log: " + path + ")"
+}
+
+// signalReady tells the command that started this background server that
+// the mount answers. It does nothing in the foreground.
+func signalReady() {
+	fdText := os.Getenv(readyFDEnv)
+	if fdText == "" {
+		return
+	}
+	os.Unsetenv(readyFDEnv)
+	fd, err := strconv.Atoi(fdText)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "ready")
+	io.WriteString(f, "ok\n")
+	f.Close()
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func init() { registerCommand(newCacheCommand) }
+
+func newCacheCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cache",
+		Short: "Show or prune the index and data cache",
+		Long: `The cache directory (--cache-dir, default $XDG_CACHE_HOME/imgfs) holds
+  index/sha256/<digest>   one index per layer, reused by every image sharing the layer
+  spans/                  decoded data, bounded by --cache-size
+  local/                  decompressed plain-zstd layers
+  logs/                   logs of background mounts`,
+		Args: noArgs,
+	}
+	var olderThan time.Duration
+	var all bool
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List cached layer indexes and how much data is cached",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := a.cacheDir()
+			if err != nil {
+				return err
+			}
+			files, err := cacheFiles(filepath.Join(dir, "index"))
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "INDEX\tSIZE\tLAST USED")
+			for _, f := range files {
+				fmt.Fprintf(tw, "sha256:%s\t%s\t%s\n", filepath.Base(f.path), humanSize(f.size), f.modTime.Format(time.DateTime))
+			}
+			tw.Flush()
+			for _, sub := range []string{"spans", "local"} {
+				fs, _ := cacheFiles(filepath.Join(dir, sub))
+				var total int64
+				for _, f := range fs {
+					total += f.size
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d files, %s\n", sub, len(fs), humanSize(total))
+			}
+			return nil
+		},
+	}
+	prune := &cobra.Command{
+		Use:   "prune",
+		Short: "Delete cached data and indexes not used recently",
+		Long: `Delete cache files (indexes, decoded data, local layer copies, logs) not used
+for --older-than; --all deletes everything. Do not prune under a running
+mount's feet with --all: its disk cache and indexes are rebuilt on demand,
+but plain-zstd layers it reads from local/ would fail.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := a.cacheDir()
+			if err != nil {
+				return err
+			}
+			cutoff := time.Now().Add(-olderThan)
+			var removed int
+			var freed int64
+			for _, sub := range []string{"index", "spans", "local", "logs"} {
+				files, err := cacheFiles(filepath.Join(dir, sub))
+				if err != nil {
+					return err
+				}
+				for _, f := range files {
+					if all || f.modTime.Before(cutoff) {
+						if os.Remove(f.path) == nil {
+							removed++
+							freed += f.size
+						}
+					}
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %d files, %s\n", removed, humanSize(freed))
+			return nil
+		},
+	}
+	prune.Flags().DurationVar(&olderThan, "older-than", 30*24*time.Hour, "age of the files to delete")
+	prune.Flags().BoolVar(&all, "all", false, "delete everything")
+	cmd.AddCommand(ls, prune)
+	return cmd
+}
+
+type cacheFile struct {
+	path    string
+	size    int64
+	modTime time.Time
+}
+
+// cacheFiles lists the regular files under dir, newest first; a missing dir
+// is an empty list.
+func cacheFiles(dir string) ([]cacheFile, error) {
+	var out []cacheFile
+	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if !de.Type().IsRegular() {
+			return nil
+		}
+		info, err := de.Info()
+		if err != nil {
+			return nil
+		}
+		out = append(out, cacheFile{path: p, size: info.Size(), modTime: info.ModTime()})
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].modTime.After(out[j].modTime) })
+	return out, err
+}

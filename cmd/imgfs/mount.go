@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imgfs/imgfs/fs"
+	"github.com/imgfs/imgfs/index"
+)
+
+func init() { registerCommand(newMountCommand) }
+
+type mountFlags struct {
+	memoryCache string
+	prefetch    string
+	stats       bool
+	background  bool
+	allowOther  string
+	logFile     string
+}
+
+func newMountCommand(a *app) *cobra.Command {
+	var f mountFlags
+	cmd := &cobra.Command{
+		Use:   "mount IMAGE DIR",
+		Short: "Mount an image read-only at DIR, fetching data as it is read",
+		Long: `Resolve IMAGE, open (or build) the index of each layer and serve the merged
+root file system at DIR with FUSE. File data is fetched from the registry
+only when read, a span at a time, verified, and kept in a memory cache and a
+disk cache under --cache-dir (bounded by --cache-size).
+
+The mount is a ready sandbox for singularity/apptainer exec, run, shell and
+inspect: unless the image ships one, a read-only /.singularity.d is added
+(environment from the image's Env, a runscript running Entrypoint + Cmd,
+labels.json), with stub /dev /proc /sys /tmp /var/tmp /home /root and empty
+/etc/hosts and /etc/resolv.conf where the image lacks them.
+
+By default imgfs stays in the foreground until DIR is unmounted (Ctrl-C,
+SIGTERM, 'imgfs unmount DIR' or fusermount3 -u DIR). With --background it
+returns once the mount answers, or fails with the reason.`,
+		Example: `  imgfs mount docker://python:3.12 /tmp/py &
+  singularity exec /tmp/py python3 -V
+  imgfs unmount /tmp/py
+
+  imgfs mount --background --plain-http 127.0.0.1:5000/tools/app:dev /mnt/app`,
+		Args: exactArgs("IMAGE", "DIR"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.background && os.Getenv(readyFDEnv) == "" {
+				return startInBackground(cmd, a, args[1], f.logFile)
+			}
+			return a.mountForeground(cmd, args[0], args[1], f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.memoryCache, "memory-cache", "256MiB", "decoded data kept in memory")
+	fl.StringVar(&f.prefetch, "prefetch", "none", "none, or all: fetch every file in the background at low priority")
+	fl.BoolVar(&f.stats, "stats", false, "print bytes fetched per layer, requests and cache hits on exit")
+	fl.BoolVar(&f.background, "background", false, "return once the mount is ready; the server keeps running")
+	fl.StringVar(&f.allowOther, "allow-other", "auto", "let other users use the mount: auto (when permitted), yes, no")
+	fl.StringVar(&f.logFile, "log-file", "", "with --background: where the server logs (default <cache-dir>/logs/mount-<pid>.log)")
+	return cmd
+}
+
+func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mountFlags) error {
+	memory, err := parseSize(f.memoryCache)
+	if err != nil {
+		return usageErrorf("invalid --memory-cache %q: %w", f.memoryCache, err)
+	}
+	if f.prefetch != "none" && f.prefetch != "all" {
+		return usageErrorf("invalid --prefetch %q: want none or all", f.prefetch)
+	}
+	allowOther, err := a.decideAllowOther(f.allowOther)
+	if err != nil {
+		return err
+	}
+	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		return fmt.Errorf("mount point %s: not a directory", dir)
+	}
+
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	o, err := a.openImage(ctx, cmd, reference, openOptions{
+		synthesize: true, progress: cmd.ErrOrStderr(), memoryCache: memory, diskCache: true,
+	})
+	if err != nil {
+		return err
+	}
+	defer o.close()
+
+	m, err := fs.Mount(ctx, dir, o.tree, o.contentReaders(), fs.MountOptions{
+		Source:     reference,
+		AllowOther: allowOther,
+		Logger:     a.logger,
+		Debug:      a.flags.debug,
+	})
+	if err != nil {
+		return err
+	}
+	a.logger.Info("mounted", "image", reference, "dir", dir, "digest", o.img.Digest, "files", o.tree.Len())
+	signalReady()
+	if f.prefetch == "all" {
+		go prefetchAll(ctx, o, a.logger)
+	}
+	m.Wait()
+	if f.stats {
+		printStats(cmd.ErrOrStderr(), o)
+	}
+	return nil
+}
+
+// decideAllowOther applies --allow-other: auto mounts with allow_other when
+// permitted and says what it means when not.
+func (a *app) decideAllowOther(mode string) (bool, error) {
+	ok, why := fs.CanAllowOther()
+	switch mode {
+	case "auto":
+		if !ok {
+			a.logger.Warn("mounting without allow_other: only you can use the mount (singularity as another user, or with setuid, cannot)", "reason", why)
+		}
+		return ok, nil
+	case "yes":
+		if !ok {
+			return false, errors.New("--allow-other=yes: " + why)
+		}
+		return true, nil
+	case "no":
+		return false, nil
+	}
+	return false, usageErrorf("invalid --allow-other %q: want auto, yes or no", mode)
+}
+
+// printStats reports what the mount cost on the network and in the cache.
+func printStats(w io.Writer, o *openedImage) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LAYER\tDIGEST\tFORMAT\tREQUESTS\tFETCHED\tSPANS DECODED\tSPAN CACHE HITS")
+	var requests, fetched int64
+	for i, b := range o.blobs {
+		bs := b.Stats()
+		rs := o.readers[i].Stats()
+		requests += bs.Requests
+		fetched += bs.Bytes
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%d\n", i+1, shortDigest(b.Digest().String()), o.indexes[i].Format,
+			bs.Requests, humanSize(bs.Bytes), rs.SpansDecoded, rs.CacheHits)
+	}
+	fmt.Fprintf(tw, "total\t\t\t%d\t%s\t\t\n", requests, humanSize(fetched))
+	tw.Flush()
+	cs := o.cache.Stats()
+	fmt.Fprintf(w, "cache: %d memory hits, %d disk hits, %d misses; %s in memory, %s on disk\n",
+		cs.MemoryHits, cs.DiskHits, cs.Misses, humanSize(cs.MemoryBytes), humanSize(cs.DiskBytes))
+}
+
+// prefetchAll reads every file of the image once, one at a time, so that
+// the cache fills without competing much with reads programs make.
+func prefetchAll(ctx context.Context, o *openedImage, log interface {
+	Info(string, ...any)
+	Warn(string, ...any)
+}) {
+	readers := o.contentReaders()
+	var files int
+	err := o.tree.Walk(func(p string, n *fs.Node) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if n.Synthetic() || n.Type() != index.TypeReg || n.Size() == 0 {
+			return nil
+		}
+		if err := copyContent(io.Discard, n, readers); err != nil {
+			log.Warn("prefetch", "path", p, "err", err)
+			return nil
+		}
+		files++
+		return nil
+	})
+	if err == nil {
+		log.Info("prefetch done", "files", files)
+	}
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/imgfs/imgfs/fs"
+	"github.com/imgfs/imgfs/index"
+)
+
+// maxSymlinkHops is the kernel's limit (MAXSYMLINKS) on links followed in
+// one path walk.
+const maxSymlinkHops = 40
+
+// lookupPath finds p in the merged tree as a process chrooted into the image
+// would: symlinks in directory components are followed (absolute ones from
+// the image root, never outside it), and the last one too when follow is set.
+func lookupPath(t *fs.Tree, p string, follow bool) (*fs.Node, error) {
+	hops := 0
+	return walkPath(t, t.Root(), p, follow, &hops)
+}
+
+func walkPath(t *fs.Tree, dir *fs.Node, p string, follow bool, hops *int) (*fs.Node, error) {
+	if strings.HasPrefix(p, "/") {
+		dir = t.Root()
+	}
+	parts := strings.FieldsFunc(p, func(r rune) bool { return r == '/' })
+	node := dir
+	for i, part := range parts {
+		last := i == len(parts)-1
+		switch part {
+		case ".":
+			continue
+		case "..":
+			if node.Parent() != nil {
+				node = node.Parent()
+			}
+			continue
+		}
+		if !node.IsDir() {
+			return nil, fmt.Errorf("%s: not a directory", "/"+path.Join(parts[:i]...))
+		}
+		child := node.Child(part)
+		if child == nil {
+			return nil, fmt.Errorf("%s: no such file or directory", "/"+path.Join(parts[:i+1]...))
+		}
+		if child.Type() == index.TypeSymlink && (!last || follow) {
+			*hops++
+			if *hops > maxSymlinkHops {
+				return nil, fmt.Errorf("%s: too many levels of symbolic links", p)
+			}
+			target, err := walkPath(t, node, child.Linkname(), true, hops)
+			if err != nil {
+				return nil, err
+			}
+			child = target
+		}
+		node = child
+	}
+	return node, nil
+}

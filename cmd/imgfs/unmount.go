@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func init() { registerCommand(newUnmountCommand) }
+
+func newUnmountCommand(a *app) *cobra.Command {
+	var lazy bool
+	cmd := &cobra.Command{
+		Use:     "unmount DIR",
+		Aliases: []string{"umount"},
+		Short:   "Unmount an image mounted by imgfs",
+		Long: `Unmount DIR: with umount(2) as root, else with fusermount3 -u. The mount
+server then exits (printing --stats if it was asked for). A busy mount (a
+process has a file open or its working directory inside) is left mounted
+and the error says so; --lazy detaches it now and lets it go once unused.`,
+		Args: exactArgs("DIR"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return unmount(args[0], lazy)
+		},
+	}
+	cmd.Flags().BoolVar(&lazy, "lazy", false, "detach now even if busy; the mount goes away once no longer used")
+	return cmd
+}
+
+func unmount(dir string, lazy bool) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if !isFuseMount(abs) {
+		return fmt.Errorf("%s is not a FUSE mount", abs)
+	}
+	if os.Geteuid() == 0 {
+		flags := 0
+		if lazy {
+			flags = syscall.MNT_DETACH
+		}
+		err := syscall.Unmount(abs, flags)
+		if errors.Is(err, syscall.EBUSY) {
+			return busyError(abs)
+		}
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", abs, err)
+		}
+		return nil
+	}
+	args := []string{"-u", abs}
+	if lazy {
+		args = []string{"-u", "-z", abs}
+	}
+	out, err := exec.Command("fusermount3", args...).CombinedOutput()
+	if err != nil {
+		if bytes.Contains(out, []byte("busy")) {
+			return busyError(abs)
+		}
+		return fmt.Errorf("fusermount3 -u %s: %s", abs, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func busyError(dir string) error {
+	return fmt.Errorf("%s is busy: a process has a file open or its working directory in it (see: fuser -vm %s); close it, or use --lazy", dir, dir)
+}
+
+// isFuseMount looks dir up in /proc/self/mountinfo.
+func isFuseMount(dir string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return true // cannot tell: let the unmount itself answer
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		// mount point is field 5; the type follows the " - " separator
+		if len(fields) < 9 || unescapeMountinfo(fields[4]) != dir {
+			continue
+		}
+		for i, f := range fields {
+			if f == "-" && i+1 < len(fields) && strings.HasPrefix(fields[i+1], "fuse") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for space) of mountinfo.
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

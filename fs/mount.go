@@ -1,0 +1,229 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// MountOptions configure Mount.
+type MountOptions struct {
+	FSName  string // default "imgfs": the mount source when Source is empty, and the default Subtype
+	Subtype string // the type shows as "fuse.<Subtype>"; default FSName
+	Source  string // shown as the source in /proc/mounts, e.g. the image reference
+
+	// AllowOther lets users other than the one mounting use the mount
+	// (needed for Apptainer as a non-root user); see CanAllowOther.
+	AllowOther bool
+	// DefaultPermissions makes the kernel enforce the image's mode bits
+	// and owners against each caller, as for a sandbox unpacked by root.
+	// Off (default), every caller may read every file and search every
+	// directory, as in a sandbox Apptainer unpacks as that user; writes are
+	// refused either way and execution needs an execute bit. On a
+	// multi-user host with AllowOther, turn it on to keep files the image
+	// protects (0600, 0700) from other users.
+	DefaultPermissions bool
+	// DirectMount mounts with mount(2) instead of the fusermount helper
+	// (no exec, works where fusermount is not installed); it needs root and
+	// is turned on by itself when running as root. When it fails,
+	// fusermount is tried.
+	DirectMount bool
+
+	EntryTimeout  time.Duration // kernel caching of names and of missing names; 0: 1h
+	AttrTimeout   time.Duration // kernel caching of attributes; 0: 1h
+	MaxReadSize   int           // largest FUSE read; 0: 1 MiB (the kernel may cap it)
+	MaxReadAhead  int           // 0: MaxReadSize (the kernel caps it to its readahead window)
+	MaxBackground int           // concurrent async reads (readahead) the kernel may issue; 0: 64
+
+	Debug  bool         // log every FUSE request
+	Logger *slog.Logger // nil: slog.Default()
+
+	viaFusermount bool // tests: use fusermount even as root
+}
+
+// Mounted is a live mount.
+type Mounted struct {
+	server  *fuse.Server
+	dir     string
+	stopped chan struct{} // closed when the serve loop ends
+
+	mu        sync.Mutex
+	unmounted bool
+}
+
+// Mount freezes t and serves it read-only at dir until Unmount, or until
+// ctx is cancelled (then it unmounts). readers holds one ContentReader per
+// layer in manifest order (Node.Layer indexes it); synthetic files need
+// none. Mount returns once the kernel has the mount.
+func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, opts MountOptions) (*Mounted, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	t.Freeze()
+	m := &mountState{tree: t, readers: readers, log: log}
+	root := &fuseNode{m: m, node: t.Root()}
+
+	fsName := opts.FSName
+	if fsName == "" {
+		fsName = "imgfs"
+	}
+	source := opts.Source
+	if source == "" {
+		source = fsName
+	}
+	subtype := opts.Subtype
+	if subtype == "" {
+		subtype = fsName
+	}
+	entryTimeout := orDefault(opts.EntryTimeout, time.Hour)
+	attrTimeout := orDefault(opts.AttrTimeout, time.Hour)
+	maxRead := opts.MaxReadSize
+	if maxRead <= 0 {
+		maxRead = 1 << 20
+	}
+	readAhead := opts.MaxReadAhead
+	if readAhead <= 0 {
+		readAhead = maxRead
+	}
+	background := opts.MaxBackground
+	if background <= 0 {
+		background = 64
+	}
+	mountOpts := []string{"ro"}
+	if opts.DefaultPermissions {
+		mountOpts = append(mountOpts, "default_permissions")
+	}
+	gopts := &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther:    opts.AllowOther,
+			Options:       mountOpts,
+			FsName:        source,
+			Name:          subtype,
+			MaxWrite:      maxRead, // also max_read: the largest READ the kernel sends
+			MaxReadAhead:  readAhead,
+			MaxBackground: background,
+			DirectMount:   !opts.viaFusermount && (opts.DirectMount || os.Geteuid() == 0),
+			Debug:         opts.Debug,
+			Logger:        slog.NewLogLogger(log.Handler(), fuseLogLevel(ctx, log, opts.Debug)),
+			EnableLocks:   false,
+			// Symlinks never change: let the kernel cache their targets.
+			EnableSymlinkCaching: true,
+		},
+		EntryTimeout:    &entryTimeout,
+		AttrTimeout:     &attrTimeout,
+		NegativeTimeout: &entryTimeout,
+		NullPermissions: true, // a mode of 0 in the image stays 0
+		RootStableAttr:  &gofs.StableAttr{Ino: t.Root().Ino()},
+		Logger:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	server, err := gofs.Mount(dir, root, gopts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	mt := &Mounted{server: server, dir: dir, stopped: make(chan struct{})}
+	go func() {
+		server.Wait()
+		close(mt.stopped)
+	}()
+	if ctx.Done() != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+				if err := mt.Unmount(); err != nil {
+					log.Error("unmount after cancel", "dir", dir, "err", err)
+				}
+			case <-mt.stopped:
+			}
+		}()
+	}
+	return mt, nil
+}
+
+// fuseLogLevel is the level go-fuse's messages are logged at: its request
+// trace when Debug is on (at Info if the logger would drop Debug, so that
+// Debug always shows something), else its rare warnings and panics.
+func fuseLogLevel(ctx context.Context, log *slog.Logger, debug bool) slog.Level {
+	switch {
+	case !debug:
+		return slog.LevelWarn
+	case log.Enabled(ctx, slog.LevelDebug):
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Dir is the mount point.
+func (m *Mounted) Dir() string { return m.dir }
+
+// Wait blocks until the file system is unmounted, by Unmount or from
+// outside (fusermount -u, umount).
+func (m *Mounted) Wait() { <-m.stopped }
+
+// Unmount unmounts and waits for the server to stop. go-fuse retries a busy
+// mount a few times; if it is still busy the error says so and the mount
+// stays (call again later). Once unmounted, from here or from outside,
+// it is a no-op.
+func (m *Mounted) Unmount() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.unmounted {
+		return nil
+	}
+	select {
+	case <-m.stopped:
+		m.unmounted = true
+		return nil
+	default:
+	}
+	if err := m.server.Unmount(); err != nil {
+		return fmt.Errorf("unmount %s: %w", m.dir, err)
+	}
+	m.unmounted = true
+	<-m.stopped
+	return nil
+}
+
+// CanAllowOther reports whether this process may mount with allow_other:
+// as root, or when /etc/fuse.conf has user_allow_other. When it may not,
+// the message says why and what to do.
+func CanAllowOther() (bool, string) {
+	if os.Geteuid() == 0 {
+		return true, ""
+	}
+	data, err := os.ReadFile("/etc/fuse.conf")
+	if err == nil && fuseConfAllowsOther(string(data)) {
+		return true, ""
+	}
+	return false, "mounting without allow_other: only this user can use the mount (Apptainer run as another user, or in setuid mode, cannot); " +
+		"add user_allow_other to /etc/fuse.conf or mount as root to share it"
+}
+
+// fuseConfAllowsOther reports whether fuse.conf content enables
+// user_allow_other (a line of its own; "#" starts a comment).
+func fuseConfAllowsOther(conf string) bool {
+	for _, line := range strings.Split(conf, "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		if strings.TrimSpace(line) == "user_allow_other" {
+			return true
+		}
+	}
+	return false
+}
