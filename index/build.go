@@ -1,0 +1,129 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/imgfs/imgfs/manifest"
+)
+
+// DefaultSpanSize is the default spacing of gzip checkpoints in
+// uncompressed bytes: a cold read of a small file decodes at most this much.
+const DefaultSpanSize = 4 << 20
+
+// maxSpanSize caps Options.SpanSize well below maxSpanBytes.
+const maxSpanSize = 64 << 20
+
+// builder carries what every format builder needs.
+type builder struct {
+	opts     Options
+	blob     Blob
+	log      *slog.Logger
+	format   manifest.Format
+	spanSize int64
+	progress func(done, total int64)
+}
+
+func (b *builder) newIndex() *Index {
+	return &Index{
+		Layer:    b.opts.Layer.Digest,
+		Format:   b.format,
+		SpanSize: b.spanSize,
+		blobSize: b.blob.Size(),
+	}
+}
+
+// Build indexes the layer from its blob, without looking at or writing the
+// index cache.
+//
+// To add a format: write build_<format>.go with a func(ctx, *builder)
+// (*Index, error) that fills Entries (Offset in the addressable stream of
+// its choice), Spans (tiling that stream; a new SpanKind if needed) and
+// Meta; add its case below; add its SpanKind's case to decodeSpan; and give
+// index files a new version only if the encoding itself changes.
+func Build(ctx context.Context, opts Options) (*Index, error) {
+	b, err := newBuilder(opts)
+	if err != nil {
+		return nil, err
+	}
+	if b.format, err = detectFormat(opts.Layer.Format, b.blob, b.log); err != nil {
+		return nil, fmt.Errorf("index layer %s: %w", opts.Layer.Digest, err)
+	}
+	var ix *Index
+	switch b.format {
+	case manifest.FormatTar:
+		ix, err = buildTar(ctx, b)
+	case manifest.FormatGzip:
+		ix, err = buildGzip(ctx, b)
+	default:
+		err = fmt.Errorf("layer format %q: %w", b.format, ErrUnsupported)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("index layer %s (%s): %w", opts.Layer.Digest, b.format, err)
+	}
+	if err := ix.validate(); err != nil {
+		return nil, fmt.Errorf("index layer %s (%s): %w", opts.Layer.Digest, b.format, err)
+	}
+	return ix, nil
+}
+
+func newBuilder(opts Options) (*builder, error) {
+	if opts.Blob == nil {
+		return nil, errors.New("index: Options.Blob is nil")
+	}
+	if err := opts.Layer.Digest.Validate(); err != nil {
+		return nil, fmt.Errorf("index: layer digest %q: %w", opts.Layer.Digest, err)
+	}
+	b := &builder{opts: opts, blob: opts.Blob, log: opts.logger(), spanSize: opts.SpanSize, progress: opts.Progress}
+	if b.spanSize <= 0 {
+		b.spanSize = DefaultSpanSize
+	}
+	b.spanSize = min(b.spanSize, maxSpanSize)
+	return b, nil
+}
+
+// detectFormat trusts the manifest for TOC formats (they are valid gzip or
+// zstd too, so magic bytes cannot tell them apart) and checks the magic
+// bytes otherwise: registries do serve layers whose media type lies about
+// their compression (schema 1, old tools).
+func detectFormat(declared manifest.Format, blob Blob, log *slog.Logger) (manifest.Format, error) {
+	switch declared {
+	case manifest.FormatEstargz, manifest.FormatZstdChunked, manifest.FormatForeign:
+		return declared, nil
+	}
+	head := make([]byte, 512)
+	n, err := blob.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read first bytes: %w", err)
+	}
+	head = head[:n]
+	var sniffed manifest.Format
+	switch {
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		sniffed = manifest.FormatGzip
+	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		sniffed = manifest.FormatZstd
+	case n == 0 || n == 512 || declared == manifest.FormatTar:
+		// An empty blob is an empty tar; anything else that is not
+		// compressed is walked as a tar, which reports malformed headers.
+		sniffed = manifest.FormatTar
+	default:
+		return "", fmt.Errorf("%d-byte blob is neither gzip, zstd nor tar: %w", n, ErrUnsupported)
+	}
+	if declared != "" && declared != manifest.FormatUnknown && declared != sniffed {
+		log.Warn("layer content does not match its media type; using the content", "declared", declared, "detected", sniffed)
+	}
+	return sniffed, nil
+}
+
+func (o *Options) logger() *slog.Logger {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return log.With("layer", o.Layer.Digest.String())
+}

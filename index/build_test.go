@@ -1,0 +1,286 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand"
+	"testing"
+
+	kgzip "github.com/klauspost/compress/gzip"
+
+	"github.com/imgfs/imgfs/manifest"
+	digest "github.com/opencontainers/go-digest"
+)
+
+func TestGzipWrongLayerDigest(t *testing.T) {
+	rng := rand.New(rand.NewSource(21))
+	tarData, _ := randomLayer(rng, 20, 50<<10)
+	data := gzipBytes(tarData, 6)
+	opts := buildOpts(data, manifest.FormatGzip, 0)
+	opts.Layer.Digest = digest.FromString("something else")
+	if _, err := Build(context.Background(), opts); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Build with the wrong digest: %v, want ErrCorrupt", err)
+	}
+}
+
+// TestGzipDamagedBlobs: every way a gzip blob can be damaged is an error.
+func TestGzipDamagedBlobs(t *testing.T) {
+	rng := rand.New(rand.NewSource(22))
+	tarData, _ := randomLayer(rng, 20, 50<<10)
+	good := gzipBytes(tarData, 6)
+	damage := map[string][]byte{
+		"truncated":            good[:len(good)*2/3],
+		"truncated trailer":    good[:len(good)-3],
+		"trailing garbage":     append(bytes.Clone(good), "garbage"...),
+		"trailing zeros":       append(bytes.Clone(good), make([]byte, 100)...),
+		"crc mismatch":         func() []byte { b := bytes.Clone(good); b[len(b)-8] ^= 1; return b }(),
+		"size mismatch":        func() []byte { b := bytes.Clone(good); b[len(b)-1] ^= 1; return b }(),
+		"bad header crc":       corruptHeaderCRC(gzipMemberWithHeader(tarData, 1, rng)),
+		"not deflate":          func() []byte { b := bytes.Clone(good); b[2] = 7; return b }(),
+		"flipped deflate byte": func() []byte { b := bytes.Clone(good); b[len(b)/2] ^= 0x10; return b }(),
+		"empty":                {0x1f, 0x8b},
+	}
+	for name, data := range damage {
+		t.Run(name, func(t *testing.T) {
+			opts := buildOpts(data, manifest.FormatGzip, 64<<10) // digest of the damaged bytes: only the damage is wrong
+			ix, err := Build(context.Background(), opts)
+			if err == nil {
+				t.Fatalf("Build of a damaged blob succeeded with %d entries", len(ix.Entries))
+			}
+		})
+	}
+}
+
+// corruptHeaderCRC flips the FHCRC field of a member written by
+// gzipMemberWithHeader.
+func corruptHeaderCRC(b []byte) []byte {
+	b = bytes.Clone(b)
+	xlen := int(b[10]) | int(b[11])<<8
+	i := 12 + xlen
+	i += bytes.IndexByte(b[i:], 0) + 1 // FNAME
+	i += bytes.IndexByte(b[i:], 0) + 1 // FCOMMENT
+	b[i] ^= 0xff
+	return b
+}
+
+// TestStoredBlockCheckpoints is the regression test for the inflater's
+// input position drifting after stored blocks: with a checkpoint at every
+// block end of a level-0 stream (and of mixed streams), every span must
+// decode to the right bytes.
+func TestStoredBlockCheckpoints(t *testing.T) {
+	rng := rand.New(rand.NewSource(23))
+	tarData, _ := randomLayer(rng, 40, 200<<10)
+	for _, data := range [][]byte{gzipBytes(tarData, 0), gzipBytes(tarData, 1), gzipBytes(tarData, -2), klauspostGzip(tarData, 9), multiMember(tarData, rng, 10)} {
+		ix, err := Build(context.Background(), buildOpts(data, manifest.FormatGzip, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ix.Spans) < 5 {
+			t.Fatalf("%d spans: expected one per block", len(ix.Spans))
+		}
+		for i := range ix.Spans {
+			s := &ix.Spans[i]
+			comp := make([]byte, s.CLen+inflatePad)
+			copy(comp, data[s.COff:s.COff+s.CLen])
+			got, err := ix.decodeSpan(s, comp)
+			if err != nil || !bytes.Equal(got, tarData[s.UOff:s.end()]) {
+				t.Fatalf("span %d (c %d+%d bit %d): err %v, bytes equal %v", i, s.COff, s.CLen, s.Bit, err, bytes.Equal(got, tarData[s.UOff:s.end()]))
+			}
+		}
+	}
+}
+
+// TestCheckpointPlacement: checkpoints at the start, at member starts at
+// least SpanSize/4 past the previous one, and at the first block end after
+// every SpanSize of output.
+func TestCheckpointPlacement(t *testing.T) {
+	rng := rand.New(rand.NewSource(24))
+	tarData, _ := randomLayer(rng, 60, 300<<10)
+	const spanSize = 100 << 10
+	var data []byte
+	memberStarts := map[int64]bool{}
+	for start := 0; start < len(tarData); start += len(tarData) / 7 {
+		end := min(len(tarData), start+len(tarData)/7)
+		memberStarts[int64(start)] = true
+		data = append(data, gzipBytes(tarData[start:end], 6)...)
+	}
+	ix, err := Build(context.Background(), buildOpts(data, manifest.FormatGzip, spanSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	memberCheckpoints := 0
+	for i, s := range ix.Spans {
+		if s.Check != CheckCompressed {
+			t.Fatalf("span %d has no digest", i)
+		}
+		if memberStarts[s.UOff] {
+			memberCheckpoints++
+			if s.Window != -1 || s.Bit != 0 {
+				t.Fatalf("member-start span %d has a window or bit offset", i)
+			}
+		} else if s.Window == -1 {
+			t.Fatalf("span %d starts inside a member without a window", i)
+		}
+		if i+1 < len(ix.Spans) && !memberStarts[ix.Spans[i+1].UOff] && s.ULen < spanSize {
+			t.Fatalf("span %d ends at a block boundary after only %d bytes", i, s.ULen)
+		}
+		if s.ULen > spanSize+(1<<20) {
+			t.Fatalf("span %d decodes to %d bytes", i, s.ULen)
+		}
+	}
+	for u := range memberStarts {
+		i := spanAt(ix.Spans, u)
+		if ix.Spans[i].UOff != u && u-ix.Spans[i].UOff >= spanSize/4 {
+			t.Fatalf("member at %d is %d bytes past a checkpoint but got none", u, u-ix.Spans[i].UOff)
+		}
+	}
+	if memberCheckpoints < 3 {
+		t.Fatalf("only %d member-start checkpoints", memberCheckpoints)
+	}
+	if ix.Spans[0].COff != 10 || ix.Spans[0].Window != -1 {
+		t.Fatalf("first span %+v does not start at the deflate stream", ix.Spans[0])
+	}
+}
+
+// TestGzipPrefersStreamerAndReportsProgress.
+func TestGzipPrefersStreamerAndReportsProgress(t *testing.T) {
+	rng := rand.New(rand.NewSource(25))
+	tarData, _ := randomLayer(rng, 100, 2<<20)
+	data := gzipBytes(tarData, 0) // several read buffers' worth
+	opts := buildOpts(data, manifest.FormatGzip, 0)
+	sb := &streamBlob{memBlob: newMemBlob(data)}
+	opts.Blob = sb
+	var calls int
+	var last int64
+	opts.Progress = func(done, total int64) {
+		if done < last || total != int64(len(data)) {
+			t.Errorf("progress %d/%d after %d", done, total, last)
+		}
+		last = done
+		calls++
+	}
+	if _, err := Build(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if sb.opened.Load() != 1 || sb.bytes.Load() > 512 {
+		t.Fatalf("streamer opened %d times, %d bytes read with ReadAt", sb.opened.Load(), sb.bytes.Load())
+	}
+	if calls < 2 || last != int64(len(data)) {
+		t.Fatalf("%d progress calls, last %d of %d", calls, last, len(data))
+	}
+}
+
+// TestTarBuildSkipsFileData: walking an uncompressed tar fetches headers in
+// windows and skips the data of large files.
+func TestTarBuildSkipsFileData(t *testing.T) {
+	var files []tarFile
+	big := make([]byte, 8<<20)
+	for i := range 4 {
+		files = append(files, tarFile{hdr: tarHeader("big"+string(rune('a'+i)), len(big)), content: big})
+	}
+	data := writeTar(t, files)
+	opts := buildOpts(data, manifest.FormatTar, 0)
+	ix, err := Build(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ix.Entries) != 4 {
+		t.Fatalf("%d entries", len(ix.Entries))
+	}
+	blob := opts.Blob.(*memBlob)
+	if fetched := blob.bytes.Load(); fetched > int64(len(data))/4 {
+		t.Fatalf("walking headers fetched %d of %d bytes", fetched, len(data))
+	}
+}
+
+// TestFormatSniffing: content decides between tar and gzip when the media
+// type is wrong or missing.
+func TestFormatSniffing(t *testing.T) {
+	rng := rand.New(rand.NewSource(26))
+	tarData, _ := randomLayer(rng, 10, 10<<10)
+	gz := gzipBytes(tarData, 1)
+	for _, c := range []struct {
+		data     []byte
+		declared manifest.Format
+		want     manifest.Format
+	}{
+		{tarData, manifest.FormatGzip, manifest.FormatTar},
+		{gz, manifest.FormatTar, manifest.FormatGzip},
+		{gz, "", manifest.FormatGzip},
+		{tarData, manifest.FormatUnknown, manifest.FormatTar},
+		{nil, manifest.FormatTar, manifest.FormatTar},
+	} {
+		ix, err := Build(context.Background(), buildOpts(c.data, c.declared, 0))
+		if err != nil {
+			t.Fatalf("declared %q: %v", c.declared, err)
+		}
+		if ix.Format != c.want {
+			t.Fatalf("declared %q: format %q, want %q", c.declared, ix.Format, c.want)
+		}
+	}
+	if _, err := Build(context.Background(), buildOpts([]byte("hello"), "", 0)); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("5-byte blob: %v", err)
+	}
+	if _, err := Build(context.Background(), buildOpts(gz, manifest.FormatZstdChunked, 0)); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("zstd:chunked: %v", err)
+	}
+}
+
+// TestIndexSizeTarget: at the default span size the stored index stays
+// within 1% of the uncompressed size plus 128 bytes per entry (P7), even
+// for incompressible content.
+func TestIndexSizeTarget(t *testing.T) {
+	rng := rand.New(rand.NewSource(27))
+	var files []tarFile
+	for i := range 2000 {
+		files = append(files, tarFile{hdr: tarHeader("usr/share/doc/pkg"+string(rune('a'+i%26))+"/file"+string(rune('0'+i%10))+randName(rng), 0)})
+	}
+	for range 4 {
+		content := make([]byte, 5<<20)
+		rng.Read(content)
+		files = append(files, tarFile{hdr: tarHeader("blob"+randName(rng), len(content)), content: content})
+	}
+	tarData := writeTar(t, files)
+	ix, err := Build(context.Background(), buildOpts(gzipBytes(tarData, 1), manifest.FormatGzip, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := len(encodeIndex(ix))
+	limit := len(tarData)/100 + 128*len(ix.Entries)
+	if size > limit {
+		t.Fatalf("index is %d bytes, limit %d", size, limit)
+	}
+	t.Logf("index %d bytes for %d entries, %d spans, %d MiB", size, len(ix.Entries), len(ix.Spans), len(tarData)>>20)
+}
+
+func randName(rng *rand.Rand) string {
+	b := make([]byte, 8)
+	for i := range b {
+		b[i] = 'a' + byte(rng.Intn(26))
+	}
+	return string(b)
+}
+
+func TestBuildCancelled(t *testing.T) {
+	rng := rand.New(rand.NewSource(28))
+	tarData, _ := randomLayer(rng, 20, 50<<10)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, data := range [][]byte{tarData, gzipBytes(tarData, 1)} {
+		if _, err := Build(ctx, buildOpts(data, "", 0)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled build: %v", err)
+		}
+	}
+}
+
+func klauspostGzip(data []byte, level int) []byte {
+	var buf bytes.Buffer
+	w, err := kgzip.NewWriterLevel(&buf, level)
+	if err != nil {
+		panic(err)
+	}
+	w.Write(data)
+	w.Close()
+	return buf.Bytes()
+}

@@ -1,0 +1,270 @@
+package index
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+)
+
+// Limits of one fetch: a read needing more spans than this loops.
+const (
+	maxRunSpans = 16
+	maxRunBytes = 64 << 20 // compressed bytes of one ReadAt
+	maxRunGap   = 64 << 10 // bytes between spans fetched rather than split into two reads
+)
+
+// defaultCacheBytes sizes the private cache of a Reader given no SpanCache.
+const defaultCacheBytes = 64 << 20
+
+// Reader serves byte ranges of an index's entries from the layer blob.
+// It is safe for concurrent use.
+type Reader struct {
+	ix     *Index
+	blob   Blob
+	cache  SpanCache
+	group  singleflight.Group
+	prefix string // cache key prefix: layer and format
+
+	spansDecoded, cacheHits, blobReads, blobBytes, retries atomic.Int64
+}
+
+// ReaderStats counts what a Reader did, for tests and diagnostics.
+type ReaderStats struct {
+	SpansDecoded int64 // spans fetched, verified and decoded
+	CacheHits    int64 // spans served from the SpanCache
+	BlobReads    int64 // ReadAt calls on the blob
+	BlobBytes    int64 // bytes asked of the blob
+	Retries      int64 // fetches repeated after a digest mismatch
+}
+
+// NewReader returns a Reader of ix's layer from blob. Decoded spans are kept
+// in cache, which may be shared by several Readers (keys name the layer);
+// nil gives the Reader a private 64 MiB memory cache.
+func (ix *Index) NewReader(blob Blob, cache SpanCache) *Reader {
+	if cache == nil {
+		cache = NewMemoryCache(defaultCacheBytes)
+	}
+	return &Reader{ix: ix, blob: blob, cache: cache, prefix: ix.Layer.String() + "/" + string(ix.Format) + "/"}
+}
+
+// Stats returns the Reader's counters.
+func (r *Reader) Stats() ReaderStats {
+	return ReaderStats{
+		SpansDecoded: r.spansDecoded.Load(),
+		CacheHits:    r.cacheHits.Load(),
+		BlobReads:    r.blobReads.Load(),
+		BlobBytes:    r.blobBytes.Load(),
+		Retries:      r.retries.Load(),
+	}
+}
+
+// ReadAt reads len(p) bytes of e's content starting at off, with
+// io.ReaderAt semantics: n < len(p) only with an error, io.EOF at the end of
+// the content. Every byte comes from data whose digest matched the index
+// (unless the index is not Verified: uncompressed tar).
+func (r *Reader) ReadAt(e *Entry, p []byte, off int64) (int, error) {
+	if e.Type != TypeReg {
+		return 0, fmt.Errorf("read %q: not a regular file", e.Name)
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("read %q at %d: negative offset", e.Name, off)
+	}
+	if off >= e.Size {
+		return 0, io.EOF
+	}
+	want := p
+	if rest := e.Size - off; int64(len(p)) > rest {
+		want = p[:rest]
+	}
+	n, err := r.readStream(want, e.Offset+off)
+	if err != nil {
+		return n, fmt.Errorf("layer %s: read %q at %d: %w", r.ix.Layer, e.Name, off, err)
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readStream fills p from the addressable stream at offset u.
+func (r *Reader) readStream(p []byte, u int64) (int, error) {
+	spans := r.ix.Spans
+	if u < 0 || u > r.ix.usize-int64(len(p)) {
+		return 0, fmt.Errorf("stream range %d+%d outside the %d-byte stream: %w", u, len(p), r.ix.usize, ErrCorrupt)
+	}
+	done := 0
+	for done < len(p) {
+		i := spanAt(spans, u)
+		if i < 0 {
+			return done, fmt.Errorf("no span holds stream offset %d: %w", u, ErrCorrupt)
+		}
+		if spans[i].Kind == SpanRaw {
+			s := &spans[i]
+			n := int(min(int64(len(p)-done), s.end()-u))
+			if err := r.fetch(p[done:done+n], s.COff+(u-s.UOff)); err != nil {
+				return done, err
+			}
+			done += n
+			u += int64(n)
+			continue
+		}
+		last := spanAt(spans, u+int64(len(p)-done)-1)
+		decoded, err := r.decoded(i, last)
+		if err != nil {
+			return done, err
+		}
+		for k, data := range decoded {
+			s := &spans[i+k]
+			if done == len(p) {
+				break
+			}
+			n := copy(p[done:], data[u-s.UOff:])
+			done += n
+			u += int64(n)
+		}
+	}
+	return done, nil
+}
+
+func (r *Reader) key(i int) string {
+	s := &r.ix.Spans[i]
+	return r.prefix + strconv.FormatInt(s.UOff, 10) + "+" + strconv.FormatInt(s.ULen, 10)
+}
+
+// decoded returns the decoded bytes of span i and possibly of the spans
+// after it, up to last. Concurrent callers needing span i share one fetch
+// and decode.
+func (r *Reader) decoded(i, last int) ([][]byte, error) {
+	key := r.key(i)
+	if data, ok := r.cached(i, key); ok {
+		return [][]byte{data}, nil
+	}
+	v, err, _ := r.group.Do(key, func() (any, error) {
+		if data, ok := r.cached(i, key); ok { // a leader may have just finished
+			return [][]byte{data}, nil
+		}
+		return r.fetchRun(i, r.runEnd(i, last))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([][]byte), nil
+}
+
+// cached looks span i up in the cache. An entry of the wrong length (a
+// damaged disk tier) counts as a miss rather than a crash.
+func (r *Reader) cached(i int, key string) ([]byte, bool) {
+	data, ok := r.cache.Get(key)
+	if !ok || int64(len(data)) != r.ix.Spans[i].ULen {
+		return nil, false
+	}
+	r.cacheHits.Add(1)
+	return data, true
+}
+
+// runEnd extends a fetch from span i towards last while the spans are of
+// one kind, close together in the blob and not cached.
+func (r *Reader) runEnd(i, last int) int {
+	spans := r.ix.Spans
+	j := i
+	for j < last && j+1-i < maxRunSpans {
+		next := &spans[j+1]
+		prevEnd := spans[j].COff + spans[j].CLen
+		if next.Kind != spans[i].Kind || next.COff > prevEnd+maxRunGap || next.COff+next.CLen-spans[i].COff > maxRunBytes {
+			break
+		}
+		if _, ok := r.cache.Get(r.key(j + 1)); ok {
+			break
+		}
+		j++
+	}
+	return j
+}
+
+// fetchRun reads the compressed bytes of spans i..j with one ReadAt,
+// verifies and decodes them (in parallel) and caches the results. A digest
+// mismatch refetches once; a second one is an error, never data.
+func (r *Reader) fetchRun(i, j int) ([][]byte, error) {
+	spans := r.ix.Spans[i : j+1]
+	base, end := spans[0].COff, int64(0)
+	for k := range spans {
+		end = max(end, spans[k].COff+spans[k].CLen)
+	}
+	buf := make([]byte, end-base+inflatePad)
+	var out [][]byte
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		if attempt > 0 {
+			r.retries.Add(1)
+			clear(buf)
+		}
+		if err = r.fetch(buf[:end-base], base); err != nil {
+			return nil, err
+		}
+		out, err = r.decodeRun(spans, buf, base)
+		if !errors.Is(err, ErrCorrupt) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	for k := range spans {
+		r.cache.Put(r.key(i+k), out[k])
+	}
+	return out, nil
+}
+
+func (r *Reader) decodeRun(spans []Span, buf []byte, base int64) ([][]byte, error) {
+	out := make([][]byte, len(spans))
+	one := func(k int) error {
+		s := &spans[k]
+		comp := buf[s.COff-base:]
+		if s.Check == CheckCompressed && sha256.Sum256(comp[:s.CLen]) != s.Digest {
+			return fmt.Errorf("span at stream offset %d (blob bytes %d+%d): digest mismatch: %w", s.UOff, s.COff, s.CLen, ErrCorrupt)
+		}
+		data, err := r.ix.decodeSpan(s, comp[:min(int64(len(comp)), s.CLen+inflatePad)])
+		if err != nil {
+			if s.Check == CheckDecoded { // unverified input: treat like a mismatch
+				err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+			}
+			return fmt.Errorf("span at stream offset %d: %w", s.UOff, err)
+		}
+		if s.Check == CheckDecoded && sha256.Sum256(data) != s.Digest {
+			return fmt.Errorf("span at stream offset %d: decoded digest mismatch: %w", s.UOff, ErrCorrupt)
+		}
+		r.spansDecoded.Add(1)
+		out[k] = data
+		return nil
+	}
+	if len(spans) == 1 {
+		return out, one(0)
+	}
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for k := range spans {
+		g.Go(func() error { return one(k) })
+	}
+	return out, g.Wait()
+}
+
+// fetch fills p from the blob at off; a short read is an error.
+func (r *Reader) fetch(p []byte, off int64) error {
+	r.blobReads.Add(1)
+	r.blobBytes.Add(int64(len(p)))
+	n, err := r.blob.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("read blob bytes %d+%d: got %d: %w", off, len(p), n, err)
+}
