@@ -65,7 +65,8 @@ returns once the mount answers, or fails with the reason.`,
 	fl.BoolVar(&f.stats, "stats", false, "print bytes fetched per layer, requests and cache hits on exit")
 	fl.BoolVar(&f.background, "background", false, "return once the mount is ready; the server keeps running")
 	fl.StringVar(&f.allowOther, "allow-other", "auto", "let other users use the mount: auto (when permitted), yes, no")
-	fl.StringVar(&f.logFile, "log-file", "", "with --background: where the server logs (default <cache-dir>/logs/mount-<pid>.log)")
+	fl.StringVar(&f.logFile, "log-file", "", "with --background: where the server logs (default <cache-dir>/logs/mount-*.log)")
+	withEnv(fl, "memory-cache", "prefetch", "stats", "allow-other")
 	return cmd
 }
 

@@ -42,6 +42,23 @@ const envPrefix = "IMGFS_"
 
 const defaultCacheSize = "10GiB"
 
+// envAnnotation marks a command's own flag as also read from IMGFS_<FLAG>
+// (global flags always are); see withEnv.
+const envAnnotation = "imgfs-env"
+
+// withEnv makes the named flags of fs read their IMGFS_<FLAG> variable too,
+// and says so in their usage.
+func withEnv(fs *pflag.FlagSet, names ...string) {
+	for _, n := range names {
+		f := fs.Lookup(n)
+		if f == nil {
+			panic("withEnv: no flag " + n)
+		}
+		fs.SetAnnotation(n, envAnnotation, []string{"true"})
+		f.Usage += " [" + envName(n) + "]"
+	}
+}
+
 // app is the state shared by the commands of one invocation.
 type app struct {
 	stdout, stderr io.Writer
@@ -110,7 +127,7 @@ SINGULARITY_DOCKER_ARCHITECTURE, then from the host.`,
 	pf.BoolVar(&a.flags.plainHTTP, "plain-http", false, "talk plain HTTP to the registry (local registries)")
 	pf.BoolVar(&a.flags.insecure, "insecure", false, "skip TLS certificate verification")
 	pf.StringVar(&a.flags.cacheDir, "cache-dir", defaultCacheDir(a.getenv), "directory of the index and data cache")
-	pf.StringVar(&a.flags.cacheSize, "cache-size", defaultCacheSize, "maximum size of the data cache (e.g. 512MiB, 10GiB, 2G)")
+	pf.StringVar(&a.flags.cacheSize, "cache-size", defaultCacheSize, "maximum size of the on-disk cache of decoded data (e.g. 512MiB, 10GiB, 2G)")
 	pf.BoolVarP(&a.flags.verbose, "verbose", "v", false, "log registry calls and decisions (level Info)")
 	pf.BoolVar(&a.flags.debug, "debug", false, "log everything (level Debug)")
 	pf.VisitAll(func(f *pflag.Flag) {
@@ -130,7 +147,7 @@ SINGULARITY_DOCKER_ARCHITECTURE, then from the host.`,
 // command line, checks them and builds the logger.
 func (a *app) setup(cmd *cobra.Command) error {
 	var envErr error
-	cmd.Root().PersistentFlags().VisitAll(func(f *pflag.Flag) {
+	applyEnv := func(f *pflag.Flag) {
 		if envErr != nil || f.Changed {
 			return
 		}
@@ -151,6 +168,12 @@ func (a *app) setup(cmd *cobra.Command) error {
 		// the environment (see resolveOptions).
 		if err := f.Value.Set(v); err != nil {
 			envErr = usageErrorf("%s=%q: %w", name, v, err)
+		}
+	}
+	cmd.Root().PersistentFlags().VisitAll(applyEnv)
+	cmd.LocalFlags().VisitAll(func(f *pflag.Flag) {
+		if _, ok := f.Annotations[envAnnotation]; ok {
+			applyEnv(f)
 		}
 	})
 	if envErr != nil {

@@ -194,3 +194,18 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// Mount's own flags marked withEnv read IMGFS_<FLAG>; a bad value there is a
+// usage error naming the variable, before any registry is contacted.
+func TestMountFlagsFromEnvironment(t *testing.T) {
+	code, _, stderr := runCLI(t, map[string]string{"IMGFS_PREFETCH": "sometimes"}, nil,
+		"mount", "example.invalid/x:1", t.TempDir())
+	if code == 0 || !strings.Contains(stderr, `invalid --prefetch "sometimes"`) {
+		t.Fatalf("IMGFS_PREFETCH not applied: code %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runCLI(t, map[string]string{"IMGFS_STATS": "maybe"}, nil,
+		"mount", "example.invalid/x:1", t.TempDir())
+	if code == 0 || !strings.Contains(stderr, "IMGFS_STATS") {
+		t.Fatalf("IMGFS_STATS not checked: code %d, stderr %q", code, stderr)
+	}
+}
