@@ -174,26 +174,11 @@ func (r *repository) manifest(ctx context.Context, ref string, accept []string) 
 const signedSchema1MediaType = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
 func (r *repository) manifestOnce(ctx context.Context, what, ref string, want digest.Digest, accept []string) (*ManifestResponse, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url("manifests", ref), nil)
+	header, body, err := r.getWhole(ctx, what, r.url("manifests", ref), accept, maxManifestSize)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, err
 	}
-	if len(accept) > 0 {
-		req.Header.Set("Accept", strings.Join(accept, ", "))
-	}
-	resp, err := r.do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %w", what, responseError(resp, r.statusHint(resp.StatusCode)))
-	}
-	defer resp.Body.Close()
-	body, err := readLimited(resp, maxManifestSize)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	out := &ManifestResponse{Body: body, MediaType: mediaType(resp.Header.Get("Content-Type"))}
+	out := &ManifestResponse{Body: body, MediaType: mediaType(header.Get("Content-Type"))}
 	// A signed schema 1 manifest's digest covers its payload without the
 	// signatures, which only a manifest parser can cut out: the caller checks it.
 	if want != "" && out.MediaType != signedSchema1MediaType {
@@ -201,7 +186,7 @@ func (r *repository) manifestOnce(ctx context.Context, what, ref string, want di
 			return nil, fmt.Errorf("%s: %w: body hashes to %s", what, ErrDigest, got)
 		}
 	}
-	if h := resp.Header.Get("Docker-Content-Digest"); h != "" {
+	if h := header.Get("Docker-Content-Digest"); h != "" {
 		if d, err := digest.Parse(strings.TrimSpace(h)); err == nil {
 			out.DockerContentDigest = d
 		} else {
@@ -250,24 +235,37 @@ func (r *repository) fetchBlob(ctx context.Context, dgst digest.Digest, maxSize 
 }
 
 func (r *repository) fetchBlobOnce(ctx context.Context, what string, dgst digest.Digest, maxSize int64) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url("blobs", dgst.String()), nil)
+	_, body, err := r.getWhole(ctx, what, r.url("blobs", dgst.String()), nil, maxSize)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	resp, err := r.do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %w", what, responseError(resp, r.statusHint(resp.StatusCode)))
-	}
-	defer resp.Body.Close()
-	body, err := readLimited(resp, maxSize)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, err
 	}
 	if got := dgst.Algorithm().FromBytes(body); got != dgst {
 		return nil, fmt.Errorf("%s: %w: body hashes to %s", what, ErrDigest, got)
 	}
 	return body, nil
+}
+
+// getWhole GETs url and reads the whole body, at most maxSize bytes; any
+// answer but 200 is an error in the registry's words.
+func (r *repository) getWhole(ctx context.Context, what, url string, accept []string, maxSize int64) (http.Header, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if len(accept) > 0 {
+		req.Header.Set("Accept", strings.Join(accept, ", "))
+	}
+	resp, err := r.do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("%s: %w", what, responseError(resp, r.statusHint(resp.StatusCode)))
+	}
+	defer resp.Body.Close()
+	body, err := readLimited(resp, maxSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return resp.Header, body, nil
 }
