@@ -2,22 +2,44 @@
 // entries of a layer and the map from uncompressed bytes to compressed spans
 // that lets any byte range be read lazily and verified.
 //
-// Formats: uncompressed tar (headers walked with batched range reads, file
-// data never fetched) and tar+gzip (one streaming pass with deflate
-// checkpoints every SpanSize of output). Each format builder lives in its own
-// build_<format>.go; see Build for how to add one.
+// Formats, each built in its own build_<format>.go (see Build for how to add
+// one):
+//   - uncompressed tar: headers walked with batched range reads, file data
+//     never fetched;
+//   - tar+gzip: one streaming pass with deflate checkpoints every SpanSize of
+//     output;
+//   - eStargz and zstd:chunked: the footer and TOC only (range reads); file
+//     contents are addressed in a virtual stream of the TOC's chunks
+//     concatenated, one span per chunk (a gzip member or zstd frames). TOC
+//     mtimes of eStargz have whole-second precision. The eStargz artefacts
+//     (stargz.index.json and the prefetch landmarks) are hidden, also when an
+//     eStargz blob is indexed as plain gzip;
+//   - plain tar+zstd: one streaming pass that also writes the decompressed tar
+//     to a local copy under the cache dir (LocalPath), from which reads are
+//     served: a zstd frame cannot be entered midway, so such layers are not
+//     lazy.
 //
 // Verification: gzip spans carry the sha256 of their compressed bytes,
-// recorded while the blob digest was being checked, and a read whose bytes
-// do not match is retried once, then fails with ErrCorrupt. Uncompressed tar
-// layers cannot be verified without a full download and are served as
-// fetched (Index.Verified reports false).
+// recorded while the blob digest was being checked; TOC chunks carry the
+// TOC's chunk digest (sha256 of the decoded chunk), the TOC itself being
+// checked against the manifest annotation; local spans carry the sha256 of
+// their bytes, recorded while the blob digest was being checked. A read whose
+// bytes do not match is retried once, then fails with ErrCorrupt.
+// Uncompressed tar layers cannot be verified without a full download and are
+// served as fetched, as are TOC layers whose manifest lacks the TOC digest
+// annotation (only against the unpinned TOC) or whose TOC lacks chunk
+// digests: Index.Verified reports false for them.
+//
+// Reads: Reader serves entry contents through a SpanCache, sharing fetches
+// of one span between concurrent reads, and reads ahead (fetches and
+// decodes the next spans in the background, on several cores) when a file
+// is read sequentially.
 //
 // Limits: GNU sparse files are refused (ErrUnsupported) because their data
 // is not a contiguous range of the stream; entries escaping the root,
 // names over 4096 bytes, self-hardlinks and unknown types are dropped with a
-// warning; a span (between two deflate block boundaries) may not decode to
-// more than 256 MiB.
+// warning; a span (between two deflate block boundaries, or a TOC chunk) may
+// not decode to more than 256 MiB.
 package index
 
 import (
@@ -51,7 +73,7 @@ type SpanCache interface {
 
 // Options of Open.
 type Options struct {
-	CacheDir string         // index files live in <CacheDir>/index/sha256/<hex>; "" = never stored
+	CacheDir string         // index files live in <CacheDir>/index/sha256/<hex>, plain zstd copies in <CacheDir>/local; "" = never stored
 	Layer    manifest.Layer // digest, media type, detected format, annotations
 	Blob     Blob
 	SpanSize int64                   // gzip checkpoint spacing in uncompressed bytes; 0 = 4 MiB

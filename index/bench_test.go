@@ -162,3 +162,37 @@ func TestLoad100kIsFast(t *testing.T) {
 		t.Fatalf("%d bytes per entry on disk", per)
 	}
 }
+
+// BenchmarkColdSequentialRead reads a 32 MiB file of a gzip layer (1 MiB
+// spans) from a cold cache in 128 KiB pieces, as the kernel does through
+// FUSE: with readahead the spans inflate on several cores (P5).
+func BenchmarkColdSequentialRead(b *testing.B) {
+	rng := rand.New(rand.NewSource(65))
+	content := randomContent(rng, 32<<20)
+	tarData := writeTar(b, []tarFile{{hdr: tarHeader("big", len(content)), content: content}})
+	var gz bytes.Buffer
+	zw := kgzip.NewWriter(&gz)
+	zw.Write(tarData)
+	zw.Close()
+	ix, err := Build(context.Background(), Options{Layer: manifest.Layer{Digest: sha(gz.Bytes()), Format: manifest.FormatGzip},
+		Blob: newMemBlob(gz.Bytes()), SpanSize: 1 << 20, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := &ix.Entries[0]
+	for _, ra := range []int{-1, DefaultReadahead} {
+		b.Run(fmt.Sprintf("readahead=%d", ra), func(b *testing.B) {
+			b.SetBytes(e.Size)
+			p := make([]byte, 128<<10)
+			for b.Loop() {
+				r := ix.NewReaderWithOptions(newMemBlob(gz.Bytes()), NewMemoryCache(64<<20), ReaderOptions{Readahead: ra})
+				for off := int64(0); off < e.Size; off += int64(len(p)) {
+					if _, err := r.ReadAt(e, p, off); err != nil && err != io.EOF {
+						b.Fatal(err)
+					}
+				}
+				r.ra.wait()
+			}
+		})
+	}
+}

@@ -38,13 +38,16 @@ func (b *builder) newIndex() *Index {
 }
 
 // Build indexes the layer from its blob, without looking at or writing the
-// index cache.
+// index cache. A plain zstd layer's decompressed copy is written under
+// opts.CacheDir (or to an unlinked temporary file without one), and the
+// returned Index holds it open until Close.
 //
 // To add a format: write build_<format>.go with a func(ctx, *builder)
 // (*Index, error) that fills Entries (Offset in the addressable stream of
 // its choice), Spans (tiling that stream; a new SpanKind if needed) and
-// Meta; add its case below; add its SpanKind's case to decodeSpan; and give
-// index files a new version only if the encoding itself changes.
+// Meta; add its case below; add its SpanKind's case to decodeSpan and to
+// Index.validate; and give index files a new version only if the encoding
+// itself changes.
 func Build(ctx context.Context, opts Options) (*Index, error) {
 	b, err := newBuilder(opts)
 	if err != nil {
@@ -59,6 +62,12 @@ func Build(ctx context.Context, opts Options) (*Index, error) {
 		ix, err = buildTar(ctx, b)
 	case manifest.FormatGzip:
 		ix, err = buildGzip(ctx, b)
+	case manifest.FormatEstargz:
+		ix, err = buildEstargz(ctx, b)
+	case manifest.FormatZstdChunked:
+		ix, err = buildZstdChunked(ctx, b)
+	case manifest.FormatZstd:
+		ix, err = buildZstd(ctx, b)
 	default:
 		err = fmt.Errorf("layer format %q: %w", b.format, ErrUnsupported)
 	}
@@ -66,6 +75,7 @@ func Build(ctx context.Context, opts Options) (*Index, error) {
 		return nil, fmt.Errorf("index layer %s (%s): %w", opts.Layer.Digest, b.format, err)
 	}
 	if err := ix.validate(); err != nil {
+		ix.Close()
 		return nil, fmt.Errorf("index layer %s (%s): %w", opts.Layer.Digest, b.format, err)
 	}
 	return ix, nil

@@ -46,7 +46,7 @@ func buildGzip(ctx context.Context, b *builder) (*Index, error) {
 	ix := b.newIndex()
 	gz := &gzipStream{in: in, ix: ix, spanSize: b.spanSize, windows: newWindowPacker()}
 
-	walker := &tarWalker{log: b.log, pos: func() int64 { return gz.out }}
+	walker := &tarWalker{log: b.log, pos: func() int64 { return gz.out }, hideTOCArtefacts: true}
 	err := walker.walk(ctx, gz, func(e Entry) error {
 		ix.Entries = append(ix.Entries, e)
 		return nil

@@ -83,7 +83,7 @@ func TestStoredBlockCheckpoints(t *testing.T) {
 			s := &ix.Spans[i]
 			comp := make([]byte, s.CLen+inflatePad)
 			copy(comp, data[s.COff:s.COff+s.CLen])
-			got, err := ix.decodeSpan(s, comp)
+			got, err := ix.decodeSpan(s, comp, &spanDecoders{})
 			if err != nil || !bytes.Equal(got, tarData[s.UOff:s.end()]) {
 				t.Fatalf("span %d (c %d+%d bit %d): err %v, bytes equal %v", i, s.COff, s.CLen, s.Bit, err, bytes.Equal(got, tarData[s.UOff:s.end()]))
 			}

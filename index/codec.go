@@ -24,14 +24,16 @@ import (
 // indexes, mtime seconds and nanoseconds, then by type: size and offset
 // delta (regular), link name (links), device numbers (devices); then xattr
 // count and (name index, value) pairs), spans (count, each: kind, check,
-// bit, decoded length, compressed offset and length, window+1, digest if
-// checked), windows (count, bytes). Strings are a length and bytes.
+// bit, decoded length, compressed offset and length, window+1, skip, digest
+// if checked), windows (count, bytes). Strings are a length and bytes.
+//
+// Version 2 added Span.Skip (TOC formats).
 //
 // Bump indexVersion whenever the payload changes meaning; older or newer
 // files are then rebuilt rather than misread.
 const (
 	indexMagic   = "IMGFSIDX"
-	indexVersion = 1
+	indexVersion = 2
 	headerLen    = len(indexMagic) + 4
 )
 
@@ -113,6 +115,7 @@ func encodeIndex(ix *Index) []byte {
 		e.uvarint(uint64(s.COff))
 		e.uvarint(uint64(s.CLen))
 		e.uvarint(uint64(s.Window + 1))
+		e.uvarint(uint64(s.Skip))
 		if s.Check != CheckNone {
 			e.buf = append(e.buf, s.Digest[:]...)
 		}
@@ -272,7 +275,7 @@ func decodeIndex(data []byte) (*Index, error) {
 		}
 	}
 
-	if n := d.count(7); n > 0 {
+	if n := d.count(8); n > 0 {
 		ix.Spans = make([]Span, n)
 	}
 	var u int64
@@ -293,6 +296,7 @@ func decodeIndex(data []byte) (*Index, error) {
 			d.fail("window index out of range")
 		}
 		s.Window = int32(w) - 1
+		s.Skip = d.int64()
 		if s.Check != CheckNone {
 			copy(s.Digest[:], d.next(sha256.Size))
 		}

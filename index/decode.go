@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 )
 
 // inflatePad is how many bytes past a span's compressed end the inflater may
@@ -14,14 +17,25 @@ import (
 // fetched buffers end with zeros there instead of the next span's bytes.
 const inflatePad = 16
 
-// decodeSpan turns span s's compressed bytes into its ULen decoded bytes.
-// comp starts at s.COff, holds s.CLen bytes and may be followed by up to
-// inflatePad more (real or zero). Verification is the caller's job.
-// Formats with a new SpanKind add their case here.
-func (ix *Index) decodeSpan(s *Span, comp []byte) ([]byte, error) {
+// decodeSpan turns span s's source bytes into its ULen decoded bytes.
+// src starts at the span's source offset (see Span.source), holds its
+// source length and may be followed by up to inflatePad more (real or
+// zero). Verification is the caller's job. Formats with a new SpanKind add
+// their case here.
+func (ix *Index) decodeSpan(s *Span, src []byte, dec *spanDecoders) ([]byte, error) {
+	_, n := s.source()
+	if int64(len(src)) < n {
+		return nil, fmt.Errorf("span at %d: %d source bytes, want %d: %w", s.UOff, len(src), n, io.ErrUnexpectedEOF)
+	}
 	switch s.Kind {
 	case SpanDeflate:
-		return ix.decodeDeflate(s, comp)
+		return ix.decodeDeflate(s, src)
+	case SpanGzipMember:
+		return dec.gzipMember(s, src[:n])
+	case SpanZstdFrame:
+		return dec.zstdFrames(s, src[:n])
+	case SpanLocal:
+		return src[:n:n], nil
 	default:
 		return nil, fmt.Errorf("span kind %s: %w", s.Kind, ErrUnsupported)
 	}
@@ -62,6 +76,80 @@ func (ix *Index) decodeDeflate(s *Span, comp []byte) ([]byte, error) {
 		case err != nil:
 			return nil, fmt.Errorf("deflate span at %d: inflate after %d of %d bytes: %w", s.COff, n, len(out), noEOF(err))
 		}
+	}
+	return out, nil
+}
+
+// source is where a span's bytes are read from: the blob range
+// [COff, COff+CLen), or for SpanLocal the local copy's [UOff, UOff+ULen).
+func (s *Span) source() (off, n int64) {
+	if s.Kind == SpanLocal {
+		return s.UOff, s.ULen
+	}
+	return s.COff, s.CLen
+}
+
+// maxChunkWindow bounds the zstd window a chunk frame may ask for; real
+// encoders use at most 8 MiB below --long modes.
+const maxChunkWindow = 128 << 20
+
+// spanDecoders keeps reusable decompressors for TOC chunks: one per
+// concurrent decode, recycled through pools.
+type spanDecoders struct {
+	gzip sync.Pool // *gzip.Reader
+	zstd sync.Pool // *zstd.Decoder in synchronous mode (no goroutines to stop)
+}
+
+// gzipMember decodes a chunk that starts with a gzip member. Decoding stops
+// after the chunk's bytes: the member's CRC is not reached, the chunk digest
+// (CheckDecoded) covers the output instead.
+func (d *spanDecoders) gzipMember(s *Span, comp []byte) ([]byte, error) {
+	br := bytes.NewReader(comp)
+	zr, _ := d.gzip.Get().(*gzip.Reader)
+	var err error
+	if zr == nil {
+		zr, err = gzip.NewReader(br)
+	} else {
+		err = zr.Reset(br)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gzip member at blob offset %d: %w", s.COff, noEOF(err))
+	}
+	defer d.gzip.Put(zr)
+	zr.Multistream(true) // a chunk's bytes may run into the next member
+	return readChunk(s, zr)
+}
+
+// zstdFrames decodes a chunk made of zstd frames.
+func (d *spanDecoders) zstdFrames(s *Span, comp []byte) ([]byte, error) {
+	zr, _ := d.zstd.Get().(*zstd.Decoder)
+	if zr == nil {
+		var err error
+		zr, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(maxChunkWindow))
+		if err != nil {
+			return nil, fmt.Errorf("zstd decoder: %w", err)
+		}
+	}
+	if err := zr.Reset(bytes.NewReader(comp)); err != nil {
+		return nil, fmt.Errorf("zstd frame at blob offset %d: %w", s.COff, err)
+	}
+	defer func() {
+		_ = zr.Reset(nil) // drop the reference to comp before pooling
+		d.zstd.Put(zr)
+	}()
+	return readChunk(s, zr)
+}
+
+// readChunk skips s.Skip decoded bytes and returns the next s.ULen.
+func readChunk(s *Span, r io.Reader) ([]byte, error) {
+	if s.Skip > 0 {
+		if n, err := io.CopyN(io.Discard, r, s.Skip); err != nil {
+			return nil, fmt.Errorf("%s chunk at blob offset %d: skip %d bytes: got %d: %w", s.Kind, s.COff, s.Skip, n, noEOF(err))
+		}
+	}
+	out := make([]byte, s.ULen)
+	if n, err := io.ReadFull(r, out); err != nil {
+		return nil, fmt.Errorf("%s chunk at blob offset %d: %d of %d bytes: %w", s.Kind, s.COff, n, s.ULen, noEOF(err))
 	}
 	return out, nil
 }

@@ -87,6 +87,22 @@ func FuzzDecodeIndex(f *testing.F) {
 		ix.Meta = map[string]string{"k": "v"}
 		f.Add(encodeIndex(ix))
 	}
+	for _, zstdChunks := range []bool{false, true} { // TOC chunk spans, with innerOffset
+		l := estargzWrite(f, tarData, 16<<10, 8<<10, zstdChunks)
+		ix, err := Build(context.Background(), l.opts())
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(encodeIndex(ix))
+	}
+	zopts := buildOpts(zstdFrames(f, tarData, 2), manifest.FormatZstd, 16<<10) // local spans
+	zopts.CacheDir = f.TempDir()
+	zix, err := Build(context.Background(), zopts)
+	if err != nil {
+		f.Fatal(err)
+	}
+	zix.Close()
+	f.Add(encodeIndex(zix))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		decodeIndex(data)
 		if len(data) < headerLen+sha256.Size {

@@ -3,6 +3,7 @@ package index
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/imgfs/imgfs/manifest"
 	digest "github.com/opencontainers/go-digest"
@@ -40,6 +41,16 @@ type Index struct {
 	usize    int64    // length of the addressable stream
 	blobSize int64    // compressed size of the blob the index describes
 	verified bool     // every span carries a digest checked while building
+	local    *os.File // plain zstd: the decompressed layer SpanLocal spans read from
+}
+
+// Close releases the open local copy of a plain zstd layer, if any. Other
+// indexes hold nothing; closing is optional (a finalizer closes the file).
+func (ix *Index) Close() error {
+	if ix.local == nil {
+		return nil
+	}
+	return ix.local.Close()
 }
 
 // UncompressedSize is the length of the layer's addressable stream (the
@@ -50,9 +61,13 @@ func (ix *Index) UncompressedSize() int64 { return ix.usize }
 func (ix *Index) BlobSize() int64 { return ix.blobSize }
 
 // Verified reports whether every byte served through this index is checked
-// against a digest. It is false for uncompressed tar layers: the layer
-// digest covers the whole blob, and checking it would mean downloading it,
-// which is what lazy mounting avoids, so their bytes are served unverified.
+// against a digest that the manifest pins. It is false for uncompressed tar
+// layers: the layer digest covers the whole blob, and checking it would mean
+// downloading it, which is what lazy mounting avoids, so their bytes are
+// served unverified. It is also false for eStargz and zstd:chunked layers
+// whose manifest lacks the TOC digest annotation (chunks are still checked
+// against the TOC's digests, but nothing pins the TOC) or whose TOC lacks
+// chunk digests.
 func (ix *Index) Verified() bool { return ix.verified }
 
 // validate checks the invariants every reader relies on, so that neither a
@@ -66,15 +81,26 @@ func (ix *Index) validate() error {
 		}
 		switch s.Kind { // a new SpanKind adds its invariants here
 		case SpanRaw:
-			if s.CLen != s.ULen || s.Check != CheckNone {
+			if s.CLen != s.ULen || s.Check != CheckNone || s.Bit != 0 || s.Skip != 0 {
 				return fmt.Errorf("raw span %d: compressed and decoded lengths differ: %w", i, ErrCorrupt)
 			}
 		case SpanDeflate:
-			if s.ULen > maxSpanBytes || s.CLen > maxSpanBytes {
-				return fmt.Errorf("span %d: %d bytes decode to %d, more than the %d a span may hold: %w", i, s.CLen, s.ULen, maxSpanBytes, ErrUnsupported)
+			if err := spanBounds(i, s); err != nil {
+				return err
 			}
-			if s.Bit > 7 || s.Window < -1 || int(s.Window) >= len(ix.windows) || s.CLen == 0 {
+			if s.Bit > 7 || s.Window < -1 || int(s.Window) >= len(ix.windows) || s.CLen == 0 || s.Skip != 0 {
 				return fmt.Errorf("deflate span %d: bad checkpoint: %w", i, ErrCorrupt)
+			}
+		case SpanGzipMember, SpanZstdFrame:
+			if err := spanBounds(i, s); err != nil {
+				return err
+			}
+			if s.CLen == 0 || s.Bit != 0 || s.Window != -1 || s.Skip < 0 || s.Skip > maxSpanBytes-s.ULen {
+				return fmt.Errorf("%s span %d: bad chunk (skip %d): %w", s.Kind, i, s.Skip, ErrCorrupt)
+			}
+		case SpanLocal:
+			if s.ULen > maxSpanBytes || s.COff != 0 || s.CLen != 0 || s.Check != CheckDecoded || s.Bit != 0 || s.Skip != 0 {
+				return fmt.Errorf("local span %d: malformed: %w", i, ErrCorrupt)
 			}
 		default:
 			return fmt.Errorf("span %d: kind %d: %w", i, s.Kind, ErrUnsupported)
@@ -98,6 +124,14 @@ func (ix *Index) validate() error {
 		if e.Size < 0 || e.Offset < 0 || e.Offset > ix.usize-e.Size {
 			return fmt.Errorf("entry %q: content %d+%d outside the %d-byte stream: %w", e.Name, e.Offset, e.Size, ix.usize, ErrCorrupt)
 		}
+	}
+	return nil
+}
+
+// spanBounds refuses spans that would make one read fetch or decode too much.
+func spanBounds(i int, s *Span) error {
+	if s.ULen > maxSpanBytes || s.CLen > maxSpanBytes {
+		return fmt.Errorf("span %d: %d bytes decode to %d, more than the %d a span may hold: %w", i, s.CLen, s.ULen, maxSpanBytes, ErrUnsupported)
 	}
 	return nil
 }

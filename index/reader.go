@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -31,8 +32,12 @@ type Reader struct {
 	cache  SpanCache
 	group  singleflight.Group
 	prefix string // cache key prefix: layer and format
+	dec    spanDecoders
+	ra     readahead
+	log    *slog.Logger
 
-	spansDecoded, cacheHits, blobReads, blobBytes, retries atomic.Int64
+	spansDecoded, cacheHits, blobReads, blobBytes, localReads, retries atomic.Int64
+	raStarted, raSkipped, raErrors                                     atomic.Int64
 }
 
 // ReaderStats counts what a Reader did, for tests and diagnostics.
@@ -41,27 +46,66 @@ type ReaderStats struct {
 	CacheHits    int64 // spans served from the SpanCache
 	BlobReads    int64 // ReadAt calls on the blob
 	BlobBytes    int64 // bytes asked of the blob
+	LocalReads   int64 // reads of the local copy of a plain zstd layer
 	Retries      int64 // fetches repeated after a digest mismatch
+	// Readahead: spans whose background fetch and decode started, spans
+	// not read ahead because every worker was busy, and background
+	// failures (never reported to a read; the read fetches again).
+	ReadaheadStarted, ReadaheadSkipped, ReadaheadErrors int64
 }
 
-// NewReader returns a Reader of ix's layer from blob. Decoded spans are kept
-// in cache, which may be shared by several Readers (keys name the layer);
-// nil gives the Reader a private 64 MiB memory cache.
+// ReaderOptions tune a Reader; the zero value gives the defaults.
+type ReaderOptions struct {
+	// Readahead is how many spans past a sequential read (one starting
+	// where an earlier read ended) are fetched and decoded in the
+	// background, within the same file: 0 means DefaultReadahead, a
+	// negative value turns readahead off.
+	Readahead int
+	// ReadaheadWorkers bounds the background decodes of this Reader at
+	// once; a span that would exceed it is simply not read ahead.
+	// 0 means runtime.NumCPU().
+	ReadaheadWorkers int
+	Logger           *slog.Logger // readahead failures, at debug level; nil: slog.Default()
+}
+
+// DefaultReadahead is how many spans a sequential read keeps in flight
+// ahead of itself: enough to keep a few cores inflating gzip spans.
+const DefaultReadahead = 4
+
+// NewReader returns a Reader of ix's layer from blob with the default
+// ReaderOptions. Decoded spans are kept in cache, which may be shared by
+// several Readers (keys name the layer); nil gives the Reader a private
+// 64 MiB memory cache.
 func (ix *Index) NewReader(blob Blob, cache SpanCache) *Reader {
+	return ix.NewReaderWithOptions(blob, cache, ReaderOptions{})
+}
+
+// NewReaderWithOptions is NewReader with tuning.
+func (ix *Index) NewReaderWithOptions(blob Blob, cache SpanCache, opts ReaderOptions) *Reader {
 	if cache == nil {
 		cache = NewMemoryCache(defaultCacheBytes)
 	}
-	return &Reader{ix: ix, blob: blob, cache: cache, prefix: ix.Layer.String() + "/" + string(ix.Format) + "/"}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &Reader{ix: ix, blob: blob, cache: cache, prefix: ix.Layer.String() + "/" + string(ix.Format) + "/", log: log}
+	r.ra.init(opts)
+	return r
 }
 
 // Stats returns the Reader's counters.
 func (r *Reader) Stats() ReaderStats {
 	return ReaderStats{
-		SpansDecoded: r.spansDecoded.Load(),
-		CacheHits:    r.cacheHits.Load(),
-		BlobReads:    r.blobReads.Load(),
-		BlobBytes:    r.blobBytes.Load(),
-		Retries:      r.retries.Load(),
+		SpansDecoded:     r.spansDecoded.Load(),
+		CacheHits:        r.cacheHits.Load(),
+		BlobReads:        r.blobReads.Load(),
+		BlobBytes:        r.blobBytes.Load(),
+		LocalReads:       r.localReads.Load(),
+		Retries:          r.retries.Load(),
+		ReadaheadStarted: r.raStarted.Load(),
+		ReadaheadSkipped: r.raSkipped.Load(),
+		ReadaheadErrors:  r.raErrors.Load(),
 	}
 }
 
@@ -83,7 +127,11 @@ func (r *Reader) ReadAt(e *Entry, p []byte, off int64) (int, error) {
 	if rest := e.Size - off; int64(len(p)) > rest {
 		want = p[:rest]
 	}
-	n, err := r.readStream(want, e.Offset+off)
+	u := e.Offset + off
+	if r.ra.sequential(u, u+int64(len(want))) {
+		r.readAhead(u+int64(len(want)), e.Offset+e.Size)
+	}
+	n, err := r.readStream(want, u)
 	if err != nil {
 		return n, fmt.Errorf("layer %s: read %q at %d: %w", r.ix.Layer, e.Name, off, err)
 	}
@@ -140,22 +188,32 @@ func (r *Reader) key(i int) string {
 
 // decoded returns the decoded bytes of span i and possibly of the spans
 // after it, up to last. Concurrent callers needing span i share one fetch
-// and decode.
+// and decode, including a readahead of it already in flight; when that
+// readahead fails, its error is not this read's: the read fetches itself.
 func (r *Reader) decoded(i, last int) ([][]byte, error) {
 	key := r.key(i)
 	if data, ok := r.cached(i, key); ok {
 		return [][]byte{data}, nil
 	}
-	v, err, _ := r.group.Do(key, func() (any, error) {
-		if data, ok := r.cached(i, key); ok { // a leader may have just finished
-			return [][]byte{data}, nil
+	for attempt := 0; ; attempt++ {
+		v, err, _ := r.group.Do(key, func() (any, error) {
+			if data, ok := r.cached(i, key); ok { // a leader may have just finished
+				return [][]byte{data}, nil
+			}
+			return r.fetchRun(i, r.runEnd(i, last))
+		})
+		var bg *readaheadError
+		if errors.As(err, &bg) {
+			if attempt < 2 {
+				continue
+			}
+			err = bg.err
 		}
-		return r.fetchRun(i, r.runEnd(i, last))
-	})
-	if err != nil {
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
+		return v.([][]byte), nil
 	}
-	return v.([][]byte), nil
 }
 
 // cached looks span i up in the cache. An entry of the wrong length (a
@@ -170,17 +228,20 @@ func (r *Reader) cached(i int, key string) ([]byte, bool) {
 }
 
 // runEnd extends a fetch from span i towards last while the spans are of
-// one kind, close together in the blob and not cached.
+// one kind, in order and close together in their source, not cached and
+// not being read ahead (a read joins those instead).
 func (r *Reader) runEnd(i, last int) int {
 	spans := r.ix.Spans
 	j := i
+	base, _ := spans[i].source()
 	for j < last && j+1-i < maxRunSpans {
 		next := &spans[j+1]
-		prevEnd := spans[j].COff + spans[j].CLen
-		if next.Kind != spans[i].Kind || next.COff > prevEnd+maxRunGap || next.COff+next.CLen-spans[i].COff > maxRunBytes {
+		prevOff, prevLen := spans[j].source()
+		off, n := next.source()
+		if next.Kind != spans[i].Kind || off < prevOff || off > prevOff+prevLen+maxRunGap || off+n-base > maxRunBytes {
 			break
 		}
-		if _, ok := r.cache.Get(r.key(j + 1)); ok {
+		if _, ok := r.cache.Get(r.key(j + 1)); ok || r.ra.inFlight(j+1) {
 			break
 		}
 		j++
@@ -188,14 +249,16 @@ func (r *Reader) runEnd(i, last int) int {
 	return j
 }
 
-// fetchRun reads the compressed bytes of spans i..j with one ReadAt,
-// verifies and decodes them (in parallel) and caches the results. A digest
-// mismatch refetches once; a second one is an error, never data.
+// fetchRun reads the source bytes of spans i..j with one ReadAt, verifies
+// and decodes them (in parallel) and caches the results. A digest mismatch
+// refetches once; a second one is an error, never data.
 func (r *Reader) fetchRun(i, j int) ([][]byte, error) {
 	spans := r.ix.Spans[i : j+1]
-	base, end := spans[0].COff, int64(0)
+	base, end := spans[0].source()
+	end += base
 	for k := range spans {
-		end = max(end, spans[k].COff+spans[k].CLen)
+		off, n := spans[k].source()
+		end = max(end, off+n)
 	}
 	buf := make([]byte, end-base+inflatePad)
 	var out [][]byte
@@ -205,7 +268,12 @@ func (r *Reader) fetchRun(i, j int) ([][]byte, error) {
 			r.retries.Add(1)
 			clear(buf)
 		}
-		if err = r.fetch(buf[:end-base], base); err != nil {
+		if spans[0].Kind == SpanLocal {
+			err = r.readLocal(buf[:end-base], base)
+		} else {
+			err = r.fetch(buf[:end-base], base)
+		}
+		if err != nil {
 			return nil, err
 		}
 		out, err = r.decodeRun(spans, buf, base)
@@ -226,11 +294,12 @@ func (r *Reader) decodeRun(spans []Span, buf []byte, base int64) ([][]byte, erro
 	out := make([][]byte, len(spans))
 	one := func(k int) error {
 		s := &spans[k]
-		comp := buf[s.COff-base:]
-		if s.Check == CheckCompressed && sha256.Sum256(comp[:s.CLen]) != s.Digest {
-			return fmt.Errorf("span at stream offset %d (blob bytes %d+%d): digest mismatch: %w", s.UOff, s.COff, s.CLen, ErrCorrupt)
+		off, n := s.source()
+		comp := buf[off-base:]
+		if s.Check == CheckCompressed && sha256.Sum256(comp[:n]) != s.Digest {
+			return fmt.Errorf("span at stream offset %d (blob bytes %d+%d): digest mismatch: %w", s.UOff, off, n, ErrCorrupt)
 		}
-		data, err := r.ix.decodeSpan(s, comp[:min(int64(len(comp)), s.CLen+inflatePad)])
+		data, err := r.ix.decodeSpan(s, comp[:min(int64(len(comp)), n+inflatePad)], &r.dec)
 		if err != nil {
 			if s.Check == CheckDecoded { // unverified input: treat like a mismatch
 				err = fmt.Errorf("%w: %w", ErrCorrupt, err)
@@ -238,6 +307,9 @@ func (r *Reader) decodeRun(spans []Span, buf []byte, base int64) ([][]byte, erro
 			return fmt.Errorf("span at stream offset %d: %w", s.UOff, err)
 		}
 		if s.Check == CheckDecoded && sha256.Sum256(data) != s.Digest {
+			if s.Kind == SpanLocal {
+				return fmt.Errorf("span at stream offset %d: the local copy of the layer is damaged (prune the cache to rebuild it): %w", s.UOff, ErrCorrupt)
+			}
 			return fmt.Errorf("span at stream offset %d: decoded digest mismatch: %w", s.UOff, ErrCorrupt)
 		}
 		r.spansDecoded.Add(1)
@@ -253,6 +325,22 @@ func (r *Reader) decodeRun(spans []Span, buf []byte, base int64) ([][]byte, erro
 		g.Go(func() error { return one(k) })
 	}
 	return out, g.Wait()
+}
+
+// readLocal fills p from the local copy of a plain zstd layer.
+func (r *Reader) readLocal(p []byte, off int64) error {
+	if r.ix.local == nil {
+		return fmt.Errorf("local copy of the layer is not open: %w", ErrCorrupt)
+	}
+	r.localReads.Add(1)
+	n, err := r.ix.local.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("read local copy bytes %d+%d: got %d: %w", off, len(p), n, err)
 }
 
 // fetch fills p from the blob at off; a short read is an error.

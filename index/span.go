@@ -15,10 +15,23 @@ const (
 	// Window is the 32 KiB of output preceding UOff. A span may run across
 	// gzip member boundaries (trailer + next header) exactly as the stream does.
 	SpanDeflate SpanKind = 2
+	// SpanGzipMember: a TOC chunk of an eStargz layer. The blob bytes start
+	// with a fresh gzip member (more members may follow); decoding discards
+	// Skip bytes (the chunk's TOC innerOffset) and keeps the next ULen.
+	// Check is CheckDecoded with the TOC's chunkDigest (or CheckNone for
+	// TOCs without one).
+	SpanGzipMember SpanKind = 3
+	// SpanZstdFrame: a TOC chunk of a zstd:chunked layer: the blob bytes are
+	// whole zstd frames; Skip and Check as for SpanGzipMember.
+	SpanZstdFrame SpanKind = 4
+	// SpanLocal: the bytes live in the decompressed copy of a plain zstd
+	// layer kept under the cache dir (see LocalPath), at [UOff, UOff+ULen)
+	// of that file; COff and CLen are 0. Check is CheckDecoded with the
+	// sha256 recorded while the blob digest was being verified.
+	SpanLocal SpanKind = 5
 
-	// Later formats append kinds here (independent gzip member for eStargz
-	// chunks, zstd frame for zstd:chunked, local file for plain zstd) and add
-	// a case to decodeSpan.
+	// Later formats append kinds here and add a case to decodeSpan and to
+	// Index.validate.
 )
 
 func (k SpanKind) String() string {
@@ -27,6 +40,12 @@ func (k SpanKind) String() string {
 		return "raw"
 	case SpanDeflate:
 		return "deflate"
+	case SpanGzipMember:
+		return "gzip-member"
+	case SpanZstdFrame:
+		return "zstd-frame"
+	case SpanLocal:
+		return "local"
 	default:
 		return "unknown"
 	}
@@ -59,6 +78,10 @@ type Span struct {
 	// in the index's window table; -1 when there is no history (the start of
 	// a gzip member).
 	Window int32
+	// Skip is, for TOC chunks (SpanGzipMember, SpanZstdFrame), how many
+	// decoded bytes precede the span's ULen bytes in its member or frame:
+	// chunks of small files may share one (eStargz innerOffset).
+	Skip   int64
 	Digest [32]byte // sha256, see Check
 }
 

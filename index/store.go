@@ -34,8 +34,14 @@ func Open(ctx context.Context, opts Options) (*Index, error) {
 		log.Warn("index file describes another layer; rebuilding", "path", path, "layer", opts.Layer.Digest, "found", ix.Layer)
 	case err == nil && !formatAgrees(ix, opts):
 		log.Warn("index file was built for another layer format; rebuilding", "path", path, "format", ix.Format, "want", opts.Layer.Format)
+	case err == nil && !pinAgrees(ix, opts.Layer):
+		log.Warn("index file was built without the TOC digest the manifest now gives; rebuilding to check it", "path", path)
 	case err == nil:
-		return ix, nil
+		lerr := ix.attachLocal(opts.CacheDir)
+		if lerr == nil {
+			return ix, nil
+		}
+		log.Warn("local copy of the plain zstd layer is missing or unusable; rebuilding", "path", path, "err", lerr)
 	case !errors.Is(err, fs.ErrNotExist):
 		log.Warn("index file unusable; rebuilding", "path", path, "err", err)
 	}

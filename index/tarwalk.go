@@ -30,6 +30,10 @@ type tarWalker struct {
 	// io.ReadFull and skips data lazily on the following Next), so pos()
 	// right after Next is the offset of the entry's data.
 	pos func() int64
+	// hideTOCArtefacts drops the entries eStargz adds to a tar (see
+	// isTOCArtefact): set for gzip layers, which may be eStargz blobs whose
+	// annotation was stripped.
+	hideTOCArtefacts bool
 }
 
 // walk reads every header of r and calls emit with each entry worth
@@ -58,6 +62,10 @@ func (w *tarWalker) walk(ctx context.Context, r io.Reader, emit func(Entry) erro
 			return err
 		}
 		if !keep {
+			continue
+		}
+		if w.hideTOCArtefacts && isTOCArtefact(&e) {
+			w.log.Debug("hiding eStargz artefact", "name", e.Name)
 			continue
 		}
 		if e.Type == TypeReg {
@@ -102,53 +110,94 @@ func (w *tarWalker) entry(hdr *tar.Header) (e Entry, keep bool, err error) {
 		return drop(fmt.Sprintf("unsupported type flag %q", hdr.Typeflag))
 	}
 
-	name, ok := cleanPath(hdr.Name)
+	e.Mode = uint32(hdr.Mode & 0o7777)
+	e.Uname, e.Gname = hdr.Uname, hdr.Gname
+	e.ModTime = hdr.ModTime
+	if e.Type == TypeReg {
+		e.Size = hdr.Size // archive/tar rejects negative sizes
+	}
+	if why := placeEntry(&e, entryIDs{hdr.Name, hdr.Linkname, int64(hdr.Uid), int64(hdr.Gid), hdr.Devmajor, hdr.Devminor}); why != "" {
+		return drop(why)
+	}
+	e.Xattrs = xattrs(hdr.PAXRecords, w.log)
+	return e, true, nil
+}
+
+// eStargz artefacts: the TOC's own tar entry and the prefetch landmarks
+// (one byte each) sit at the root of the layer's tar. They are not part of
+// the image and are hidden so that an eStargz layer mounts as the same tree
+// as the gzip layer it was converted from.
+const (
+	estargzTOCName            = "stargz.index.json"
+	estargzPrefetchLandmark   = ".prefetch.landmark"
+	estargzNoPrefetchLandmark = ".no.prefetch.landmark"
+)
+
+func isTOCArtefact(e *Entry) bool {
+	switch {
+	case e.Type != TypeReg:
+		return false
+	case e.Name == estargzTOCName:
+		return true
+	case e.Name == estargzPrefetchLandmark || e.Name == estargzNoPrefetchLandmark:
+		return e.Size == 1
+	}
+	return false
+}
+
+// entryIDs are the raw fields of an entry that placeEntry checks.
+type entryIDs struct {
+	name, linkname   string
+	uid, gid         int64
+	devmajor, devmin int64
+}
+
+// placeEntry applies the rules every format shares (tar headers and TOC
+// entries alike) to e, whose Type and other attributes are set: the name is
+// cleaned, whiteout names become TypeWhiteout/TypeOpaque entries naming what
+// they delete, hardlink targets are cleaned (symlink targets kept verbatim),
+// ids and device numbers are range-checked. It returns why the entry must be
+// dropped, or "".
+func placeEntry(e *Entry, raw entryIDs) (why string) {
+	name, ok := cleanPath(raw.name)
 	if !ok {
-		return drop("path escapes the root or is invalid")
+		return "path escapes the root or is invalid"
 	}
 	e.Name = name
 	if kind, target, ok := whiteout(name); kind != 0 {
 		if !ok {
-			return drop("malformed or aufs-internal whiteout")
+			return "malformed or aufs-internal whiteout"
 		}
 		e.Type, e.Name = kind, target
+		e.Size = 0
 	}
 	if e.Name == "" && e.Type != TypeDir {
-		return drop("the root must be a directory")
+		return "the root must be a directory"
 	}
-
-	if hdr.Uid < 0 || int64(hdr.Uid) > 1<<32-1 || hdr.Gid < 0 || int64(hdr.Gid) > 1<<32-1 {
-		return drop("uid/gid out of range")
+	if raw.uid < 0 || raw.uid > 1<<32-1 || raw.gid < 0 || raw.gid > 1<<32-1 {
+		return "uid/gid out of range"
 	}
-	if hdr.Devmajor < 0 || hdr.Devmajor > 1<<32-1 || hdr.Devminor < 0 || hdr.Devminor > 1<<32-1 {
-		return drop("device numbers out of range")
-	}
-	e.Mode = uint32(hdr.Mode & 0o7777)
-	e.UID, e.GID = uint32(hdr.Uid), uint32(hdr.Gid)
-	e.Uname, e.Gname = hdr.Uname, hdr.Gname
-	e.ModTime = hdr.ModTime
+	e.UID, e.GID = uint32(raw.uid), uint32(raw.gid)
 	if e.Type == TypeChar || e.Type == TypeBlock {
-		e.Devmajor, e.Devminor = uint32(hdr.Devmajor), uint32(hdr.Devminor)
+		if raw.devmajor < 0 || raw.devmajor > 1<<32-1 || raw.devmin < 0 || raw.devmin > 1<<32-1 {
+			return "device numbers out of range"
+		}
+		e.Devmajor, e.Devminor = uint32(raw.devmajor), uint32(raw.devmin)
 	}
-	if e.Type == TypeReg {
-		e.Size = hdr.Size // archive/tar rejects negative sizes
-	}
-
 	switch e.Type {
 	case TypeSymlink:
-		e.Linkname = hdr.Linkname // verbatim: resolved by the kernel at lookup, relative to the mount
+		e.Linkname = raw.linkname // verbatim: resolved by the kernel at lookup, relative to the mount
 	case TypeHardlink:
-		target, ok := cleanPath(hdr.Linkname)
+		target, ok := cleanPath(raw.linkname)
 		switch {
 		case !ok || target == "":
-			return drop("hardlink target escapes the root or is empty")
+			return "hardlink target escapes the root or is empty"
 		case target == e.Name:
-			return drop("hardlink to itself")
+			return "hardlink to itself"
 		}
 		e.Linkname = target
 	}
-	e.Xattrs = xattrs(hdr.PAXRecords, w.log)
-	return e, true, nil
+	return ""
 }
 
 // cleanPath makes a tar name relative to the root: "/" and "./" prefixes

@@ -54,9 +54,13 @@ What building costs depends on the layer format:
 func readMode(ix *index.Index) string {
 	switch {
 	case ix.Format == manifest.FormatZstd:
-		return "local copy (plain zstd)"
-	case !ix.Verified():
+		return "local copy (plain zstd: not lazy)"
+	case ix.Verified():
+		return "lazy, verified"
+	case ix.Format == manifest.FormatTar:
 		return "lazy, unverified (uncompressed tar)"
+	case ix.Format == manifest.FormatEstargz || ix.Format == manifest.FormatZstdChunked:
+		return "lazy, TOC not pinned by the manifest"
 	}
-	return "lazy, verified"
+	return "lazy, unverified"
 }

@@ -75,6 +75,9 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	if err != nil {
 		return usageErrorf("invalid --memory-cache %q: %w", f.memoryCache, err)
 	}
+	if limit := applyMountMemoryLimit(a.getenv, memory); limit > 0 {
+		a.logger.Debug("Go memory limit set", "bytes", limit)
+	}
 	if f.prefetch != "none" && f.prefetch != "all" {
 		return usageErrorf("invalid --prefetch %q: want none or all", f.prefetch)
 	}

@@ -160,6 +160,11 @@ func (a *app) newSpanCache(cacheDir string, opts openOptions) (*cache.Cache, err
 }
 
 func (o *openedImage) close() {
+	for _, ix := range o.indexes {
+		if ix != nil {
+			ix.Close()
+		}
+	}
 	if o.cache != nil {
 		o.cache.Close()
 	}

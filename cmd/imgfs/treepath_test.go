@@ -6,6 +6,7 @@ import (
 
 	"github.com/imgfs/imgfs/fs"
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/manifest"
 )
 
 func testTree(t *testing.T) *fs.Tree {
@@ -81,5 +82,19 @@ func TestModeStringShowsSpecialBits(t *testing.T) {
 func TestUnescapeMountinfo(t *testing.T) {
 	if got := unescapeMountinfo(`/tmp/with\040space\011tab`); got != "/tmp/with space\ttab" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func TestReadModeNamesWhatIsNotLazyOrVerified(t *testing.T) {
+	for format, want := range map[manifest.Format]string{
+		manifest.FormatZstd:        "not lazy",
+		manifest.FormatTar:         "uncompressed tar",
+		manifest.FormatEstargz:     "TOC not pinned",
+		manifest.FormatZstdChunked: "TOC not pinned",
+	} {
+		ix := &index.Index{Format: format} // built without verification
+		if got := readMode(ix); !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want it to say %q", format, got, want)
+		}
 	}
 }
