@@ -247,6 +247,12 @@ func (b *blob) readFull(p []byte, off int64) (int, error) {
 		if err == nil {
 			return done, nil
 		}
+		// The transport has already spent the retry policy on this request:
+		// retrying it again here would multiply attempts and time.
+		var spent *requestRetriesSpent
+		if errors.As(err, &spent) {
+			return done, spent.err
+		}
 		// A whole blob that failed verification is fetched once more.
 		retryDigest := errors.Is(err, ErrDigest) && !digestRetried
 		digestRetried = digestRetried || retryDigest
@@ -263,6 +269,14 @@ func (b *blob) readFull(p []byte, off int64) (int, error) {
 		}
 	}
 }
+
+// requestRetriesSpent marks the failure of a request the retrying
+// transport already retried as the policy allows (it failed before any
+// response): readFull returns it as is instead of retrying it again.
+type requestRetriesSpent struct{ err error }
+
+func (e *requestRetriesSpent) Error() string { return e.err.Error() }
+func (e *requestRetriesSpent) Unwrap() error { return e.err }
 
 // readOnce serves p at off from the kept whole blob, or with one range
 // request; it returns fewer bytes only with an error.
@@ -281,7 +295,7 @@ func (b *blob) readOnce(p []byte, off int64) (int, error) {
 	end := off + int64(len(p)) - 1
 	resp, err := b.get(b.ctx, fmt.Sprintf("bytes=%d-%d", off, end))
 	if err != nil {
-		return 0, err
+		return 0, &requestRetriesSpent{err: err}
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {

@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	code := m.Run()
+	if left := checkNoMountsLeft(); code == 0 {
+		code = left
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
