@@ -89,7 +89,7 @@ func (ix *Index) NewReaderWithOptions(blob Blob, cache SpanCache, opts ReaderOpt
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Reader{ix: ix, blob: blob, cache: cache, prefix: ix.Layer.String() + "/" + string(ix.Format) + "/", log: log}
+	r := &Reader{ix: ix, blob: blob, cache: cache, prefix: ix.cacheKeyPrefix(), log: log}
 	r.ra.init(opts)
 	return r
 }
@@ -179,6 +179,19 @@ func (r *Reader) readStream(p []byte, u int64) (int, error) {
 		}
 	}
 	return done, nil
+}
+
+// cacheKeyPrefix names the addressable stream whose spans a Reader caches.
+// For TOC formats the stream is defined by the TOC, not by the layer digest
+// alone: that digest is never checked (it would need the whole blob), so
+// two manifests may name one digest with different TOCs, and a span decoded
+// through one must not be served through the other from a shared cache.
+func (ix *Index) cacheKeyPrefix() string {
+	prefix := ix.Layer.String() + "/" + string(ix.Format) + "/"
+	if toc := ix.Meta[metaTOCDigest]; toc != "" {
+		prefix += toc + "/"
+	}
+	return prefix
 }
 
 func (r *Reader) key(i int) string {

@@ -125,3 +125,21 @@ func storeIndex(path string, ix *Index) error {
 	}
 	return nil
 }
+
+// Load reads the cached index of a layer without building anything: for
+// callers that only want what is already known (inspect's uncompressed
+// sizes). A missing or damaged file is an error.
+func Load(cacheDir string, layer digest.Digest) (*Index, error) {
+	path, err := IndexPath(cacheDir, layer)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := loadIndex(path)
+	if err != nil {
+		return nil, err
+	}
+	if ix.Layer != layer {
+		return nil, fmt.Errorf("index %s: %w: describes layer %s", path, ErrCorrupt, ix.Layer)
+	}
+	return ix, nil
+}

@@ -309,3 +309,34 @@ func TestOpenWithoutCacheDirBuilds(t *testing.T) {
 		t.Fatalf("Open without a cache dir: %v", err)
 	}
 }
+
+func TestLoadNeverBuilds(t *testing.T) {
+	rng := rand.New(rand.NewSource(34))
+	tarData, _ := randomLayer(rng, 20, 10<<10)
+	opts := buildOpts(gzipBytes(tarData, 6), manifest.FormatGzip, 64<<10)
+	dir := t.TempDir()
+	if _, err := Load(dir, opts.Layer.Digest); err == nil {
+		t.Fatal("Load of a layer never indexed must fail, not build")
+	}
+	opts.CacheDir = dir
+	built, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := Load(dir, opts.Layer.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.UncompressedSize() != built.UncompressedSize() || len(loaded.Entries) != len(built.Entries) {
+		t.Fatalf("loaded index differs: %d/%d entries", len(loaded.Entries), len(built.Entries))
+	}
+	// An index file copied under another layer's name is refused.
+	other := digest.FromString("another layer")
+	src, _ := IndexPath(dir, opts.Layer.Digest)
+	dst, _ := IndexPath(dir, other)
+	data, _ := os.ReadFile(src)
+	os.WriteFile(dst, data, 0o644)
+	if _, err := Load(dir, other); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("index of another layer: err %v, want ErrCorrupt", err)
+	}
+}

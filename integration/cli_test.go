@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -278,6 +279,37 @@ func TestCLIIndex(t *testing.T) {
 	}
 	if again := layerBlobGETs(t, reg, fx.img); again != gets {
 		t.Errorf("second index fetched layer blobs: %d GETs, %d after the first run", again, gets)
+	}
+
+	// With the indexes cached, inspect knows every layer's uncompressed size.
+	var doc struct {
+		Layers []struct {
+			Digest           string `json:"digest"`
+			UncompressedSize *int64 `json:"uncompressedSize"`
+		} `json:"layers"`
+	}
+	out := mustCLI(t, env, "--plain-http", "inspect", "--json", ref)
+	if err := json.Unmarshal([]byte(out.stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	// zstd:chunked indexes address chunks, not the tar stream, and its
+	// manifest carries no size: unknown. eStargz's comes from its annotation.
+	for i, l := range doc.Layers {
+		wantSize := int64(len(fx.img.Layers[i].Tar))
+		if want[i] == "zstd:chunked" {
+			if l.UncompressedSize != nil {
+				t.Errorf("inspect layer %d (zstd:chunked): uncompressed size %d, want unknown", i+1, *l.UncompressedSize)
+			}
+			continue
+		}
+		if l.UncompressedSize == nil || *l.UncompressedSize != wantSize {
+			t.Errorf("inspect layer %d (%s): uncompressed size %v, want %d", i+1, want[i], l.UncompressedSize, wantSize)
+		}
+	}
+	// Without cached indexes only the annotated eStargz size is known.
+	fresh := mustCLI(t, cliEnvFor(t.TempDir()), "--plain-http", "inspect", "--json", ref)
+	if got := strings.Count(fresh.stdout, `"uncompressedSize": null`); got != len(fx.img.Layers)-1 {
+		t.Errorf("inspect without cached indexes: %d unknown sizes, want %d (it must not build indexes):\n%s", got, len(fx.img.Layers)-1, fresh.stdout)
 	}
 }
 

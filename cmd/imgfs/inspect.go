@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +15,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/manifest"
 )
 
@@ -38,7 +40,8 @@ func newInspectCommand(a *app) *cobra.Command {
 		Long: `Resolve IMAGE in its registry and describe it: the reference's parts, the
 digest and media type of the manifest, the index and the platforms it offers
 (the chosen one marked *), every layer with its media type, format and
-sizes, the total size, and the config (created, env, entrypoint, cmd, working
+sizes (uncompressed once its index is cached: see 'imgfs index'), the total
+size, and the config (created, env, entrypoint, cmd, working
 directory, user, labels, exposed ports, volumes).
 
 --json prints the same as a stable JSON document. --raw prints the manifest
@@ -76,7 +79,11 @@ func (ic *inspectCommand) run(cmd *cobra.Command, reference string) error {
 		_, err := out.Write(raw)
 		return err
 	}
-	doc := newInspectOutput(ctx, img, ic.uncompressedSize)
+	sizes := ic.uncompressedSize
+	if sizes == nil {
+		sizes = ic.app.cachedUncompressedSize
+	}
+	doc := newInspectOutput(ctx, img, sizes)
 	if ic.jsonOut {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -379,3 +386,34 @@ func humanSize(n int64) string {
 	}
 	return fmt.Sprintf("%.0f %s", f, units[i])
 }
+
+// cachedUncompressedSize is a layer's uncompressed (tar) size: from the
+// eStargz annotation when the manifest has one, else from its cached index
+// when that addresses the tar stream itself (tar, gzip, zstd). inspect never
+// builds an index: that may mean streaming the layer.
+func (a *app) cachedUncompressedSize(_ context.Context, l manifest.Layer) (int64, bool) {
+	if v, ok := l.Annotations[estargzUncompressedSizeAnnotation]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			return n, true
+		}
+	}
+	switch l.Format {
+	case manifest.FormatTar, manifest.FormatGzip, manifest.FormatZstd:
+	default:
+		return 0, false // TOC formats index chunks, not the tar stream
+	}
+	dir, err := a.cacheDir()
+	if err != nil {
+		return 0, false
+	}
+	ix, err := index.Load(dir, l.Digest)
+	if err != nil {
+		return 0, false
+	}
+	defer ix.Close()
+	return ix.UncompressedSize(), true
+}
+
+// estargzUncompressedSizeAnnotation is what eStargz builders record of the
+// layer's uncompressed size.
+const estargzUncompressedSizeAnnotation = "io.containers.estargz.uncompressed-size"
