@@ -534,3 +534,84 @@ func TestCLIUnmountNotAMount(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIMountSignalWhileBusy: SIGTERM to a mount that is in use cannot
+// unmount it; the mount must then keep serving (reads that need the
+// registry included), and the next SIGTERM, once it is idle, unmounts it.
+func TestCLIMountSignalWhileBusy(t *testing.T) {
+	reg := StartRegistry(t, RegistryOptions{})
+	fx := buildCLIFixture(t)
+	ref := reg.PushImage(t, "cli/signal", "v1", fx.img)
+	env := cliEnvFor(t.TempDir())
+	mustCLI(t, env, "--plain-http", "index", ref)
+
+	dir := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, imgfsBinary(t), "--plain-http", "mount", ref, dir)
+	cmd.Env = cliEnviron(t, env)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	liveMounts.Store(dir, t.Name())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if IsMounted(dir) {
+			_ = ForceUnmount(dir)
+		}
+		select {
+		case <-exited:
+		case <-time.After(serverExitTimeout):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if !IsMounted(dir) {
+			liveMounts.Delete(dir)
+		}
+	})
+	waitMounted(t, dir, exited, &stderr)
+
+	busy, err := os.Open(filepath.Join(dir, "etc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		t.Fatalf("mount server exited on SIGTERM while busy (%v)\n%s", err, stderr.String())
+	case <-time.After(2 * time.Second): // go-fuse retries a busy unmount for well under a second
+	}
+	if !IsMounted(dir) {
+		t.Fatalf("%s no longer mounted", dir)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "big/needle")); err != nil || string(got) != "needle in a haystack\n" {
+		t.Fatalf("read after a refused unmount: %q, %v\n%s", got, err, stderr.String())
+	}
+
+	busy.Close()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Fatalf("mount exited with %v\n%s", err, stderr.String())
+		}
+	case <-time.After(serverExitTimeout):
+		t.Fatalf("mount still running %s after a second SIGTERM\n%s", serverExitTimeout, stderr.String())
+	}
+	if IsMounted(dir) {
+		t.Fatalf("%s still mounted after the server exited", dir)
+	}
+}

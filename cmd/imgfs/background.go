@@ -90,18 +90,29 @@ func lastLogLine(path string) string {
 	return last + " (log: " + path + ")"
 }
 
+// readyFD is the ready pipe of a background server, if this is one.
+func readyFD() (int, bool) {
+	fd, err := strconv.Atoi(os.Getenv(readyFDEnv))
+	return fd, err == nil && fd > 2
+}
+
+// keepReadyFDFromChildren stops programs the server runs (fusermount3) from
+// inheriting the ready pipe: a child holding it would keep the starting
+// command waiting after the server itself died.
+func keepReadyFDFromChildren() {
+	if fd, ok := readyFD(); ok {
+		syscall.CloseOnExec(fd)
+	}
+}
+
 // signalReady tells the command that started this background server that
 // the mount answers. It does nothing in the foreground.
 func signalReady() {
-	fdText := os.Getenv(readyFDEnv)
-	if fdText == "" {
+	fd, ok := readyFD()
+	if !ok {
 		return
 	}
 	os.Unsetenv(readyFDEnv)
-	fd, err := strconv.Atoi(fdText)
-	if err != nil {
-		return
-	}
 	f := os.NewFile(uintptr(fd), "ready")
 	io.WriteString(f, "ok\n")
 	f.Close()

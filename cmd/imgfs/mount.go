@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -71,6 +72,7 @@ returns once the mount answers, or fails with the reason.`,
 }
 
 func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mountFlags) error {
+	keepReadyFDFromChildren()
 	memory, err := parseSize(f.memoryCache)
 	if err != nil {
 		return usageErrorf("invalid --memory-cache %q: %w", f.memoryCache, err)
@@ -89,17 +91,29 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 		return fmt.Errorf("mount point %s: not a directory", dir)
 	}
 
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Registered before anything is built, so that no signal falls between
+	// the image being opened and the serve loop below.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	// A signal while the image is being opened aborts that (cmd.Context is
+	// cancelled by one); once mounted, a signal asks for an unmount, which
+	// may fail on a busy mount: the mount then keeps serving, so neither
+	// its blob reads nor the mount itself may hang on a cancellable context.
+	ctx := cmd.Context()
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	untilMounted := context.AfterFunc(ctx, stopServing)
 	o, err := a.openImage(ctx, cmd, reference, openOptions{
 		synthesize: true, progress: cmd.ErrOrStderr(), memoryCache: memory, diskCache: true,
+		blobContext: serveCtx,
 	})
 	if err != nil {
 		return err
 	}
 	defer o.close()
 
-	m, err := fs.Mount(ctx, dir, o.tree, o.contentReaders(), fs.MountOptions{
+	m, err := fs.Mount(serveCtx, dir, o.tree, o.contentReaders(), fs.MountOptions{
 		Source:     reference,
 		AllowOther: allowOther,
 		Logger:     a.logger,
@@ -109,15 +123,49 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 		return err
 	}
 	a.logger.Info("mounted", "image", reference, "dir", dir, "digest", o.img.Digest, "files", o.tree.Len())
+	// From here on a signal means "unmount", handled below.
+	untilMounted()
 	signalReady()
 	if f.prefetch == "all" {
-		go prefetchAll(ctx, o, a.logger)
+		go prefetchAll(serveCtx, o, a.logger)
 	}
-	m.Wait()
+	serveUntilUnmounted(m, sigs, a.logger)
+	stopServing()
 	if f.stats {
 		printStats(cmd.ErrOrStderr(), o)
 	}
 	return nil
+}
+
+// mountHandle is what serveUntilUnmounted needs of a mount (*fs.Mounted).
+type mountHandle interface {
+	Unmount() error
+	Wait()
+}
+
+// serveUntilUnmounted returns once the mount has ended: unmounted from
+// outside, or on a signal. A signal that finds the mount busy leaves it up
+// and serving, with a message; the next signal tries again.
+func serveUntilUnmounted(m mountHandle, sigs <-chan os.Signal, log *slog.Logger) {
+	stopped := make(chan struct{})
+	go func() {
+		m.Wait()
+		close(stopped)
+	}()
+	for {
+		select {
+		case <-stopped:
+			return
+		case sig := <-sigs:
+			log.Info("unmounting", "signal", sig.String())
+			if err := m.Unmount(); err != nil {
+				log.Error("unmount failed; still mounted and serving (signal again to retry, or use 'imgfs unmount --lazy')", "err", err)
+				continue
+			}
+			<-stopped
+			return
+		}
+	}
 }
 
 // decideAllowOther applies --allow-other: auto mounts with allow_other when

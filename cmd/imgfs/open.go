@@ -36,6 +36,10 @@ type openOptions struct {
 	progress    io.Writer // where index builds report progress; nil: nowhere
 	memoryCache int64     // bytes of decoded spans kept in memory; 0: 256 MiB
 	diskCache   bool      // keep decoded spans under the cache dir too
+	// blobContext bounds every later read of the layers' blobs; nil: the
+	// context given to openImage. A mount serves reads after the command's
+	// context is cancelled by a signal whose unmount failed (busy).
+	blobContext context.Context
 }
 
 const defaultMemoryCache = 256 << 20
@@ -91,13 +95,17 @@ func (a *app) openImage(ctx context.Context, cmd *cobra.Command, reference strin
 
 	o.blobs = make([]*fetch.Blob, len(img.Layers))
 	o.indexes = make([]*index.Index, len(img.Layers))
+	blobCtx := opts.blobContext
+	if blobCtx == nil {
+		blobCtx = ctx
+	}
 	progress := newProgress(opts.progress, a.logger)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(indexParallelism)
 	for i, layer := range img.Layers {
 		g.Go(func() error {
 			// Blobs read for the lifetime of the command, not of this group.
-			blob, err := repo.OpenBlob(ctx, layer.Digest, layer.Size)
+			blob, err := repo.OpenBlob(blobCtx, layer.Digest, layer.Size)
 			if err != nil {
 				return fmt.Errorf("layer %d (%s): %w", i+1, layer.Digest, err)
 			}

@@ -46,6 +46,9 @@ func walkPath(t *fs.Tree, dir *fs.Node, p string, follow bool, hops *int) (*fs.N
 			return nil, fmt.Errorf("%s: no such file or directory", "/"+path.Join(parts[:i+1]...))
 		}
 		if child.Type() == index.TypeSymlink && (!last || follow) {
+			if child.Linkname() == "" { // as Linux: an empty target names nothing
+				return nil, fmt.Errorf("%s: no such file or directory", "/"+path.Join(parts[:i+1]...))
+			}
 			*hops++
 			if *hops > maxSymlinkHops {
 				return nil, fmt.Errorf("%s: too many levels of symbolic links", p)

@@ -22,6 +22,7 @@ func testTree(t *testing.T) *fs.Tree {
 		{Name: "escape", Type: index.TypeSymlink, Linkname: "../../../../etc/os-release"},
 		{Name: "loop", Type: index.TypeSymlink, Linkname: "loop"},
 		{Name: "dangling", Type: index.TypeSymlink, Linkname: "nowhere"},
+		{Name: "empty", Type: index.TypeSymlink, Linkname: ""},
 		{Name: "bin", Type: index.TypeDir, Mode: 0o4755 | 0o1000},
 	}
 	tree, err := fs.Merge([][]index.Entry{entries}, fs.MergeOptions{})
