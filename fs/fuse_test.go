@@ -586,3 +586,30 @@ func TestFuseConfAllowsOther(t *testing.T) {
 		}
 	}
 }
+
+// As root the mount's kernel readahead window is raised from FUSE's 128 KiB
+// so cold sequential reads reach the read path in large, overlapping reads.
+func TestFUSEKernelReadahead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("setting read_ahead_kb needs root")
+	}
+	img := buildTestImage(t)
+	for _, tc := range []struct {
+		kb   int
+		want string
+	}{{0, "8192"}, {2048, "2048"}} {
+		mnt, _ := mountForTest(t, context.Background(), img.tree, img.readers,
+			MountOptions{Logger: quietLogger(), DirectMount: true, KernelReadAheadKB: tc.kb})
+		var st syscall.Stat_t
+		if err := syscall.Stat(mnt, &st); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(bdiReadAheadPath(st.Dev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(string(got)) != tc.want {
+			t.Errorf("KernelReadAheadKB %d: read_ahead_kb is %s, want %s", tc.kb, got, tc.want)
+		}
+	}
+}

@@ -3,10 +3,13 @@ package fs
 import (
 	"context"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -41,6 +44,14 @@ type MountOptions struct {
 	MaxReadSize   int           // largest FUSE read; 0: 1 MiB (the kernel may cap it)
 	MaxReadAhead  int           // 0: MaxReadSize (the kernel caps it to its readahead window)
 	MaxBackground int           // concurrent async reads (readahead) the kernel may issue; 0: 64
+
+	// KernelReadAheadKB is the kernel's readahead window for this mount,
+	// set through /sys/class/bdi (root only). A FUSE mount starts at 128
+	// KiB, so a cold sequential read becomes one small request after
+	// another; a larger window lets the kernel ask for the next MiBs while
+	// the reader consumes these, and the read path fetch and inflate them in
+	// parallel. 0: 8 MiB; negative: leave the kernel's default.
+	KernelReadAheadKB int
 
 	Debug  bool         // log every FUSE request
 	Logger *slog.Logger // nil: slog.Default()
@@ -132,6 +143,9 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	mt := &Mounted{server: server, dir: dir, stopped: make(chan struct{})}
+	if opts.KernelReadAheadKB >= 0 {
+		raiseKernelReadahead(dir, orDefaultInt(opts.KernelReadAheadKB, defaultKernelReadAheadKB), log)
+	}
 	go func() {
 		server.Wait()
 		close(mt.stopped)
@@ -226,4 +240,34 @@ func fuseConfAllowsOther(conf string) bool {
 		}
 	}
 	return false
+}
+
+const defaultKernelReadAheadKB = 8 << 10
+
+func orDefaultInt(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// raiseKernelReadahead sets read_ahead_kb of the mount's backing device
+// info. It is best effort: without root the file is not writable and the
+// kernel default stays.
+func raiseKernelReadahead(dir string, kb int, log *slog.Logger) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		log.Debug("kernel readahead left as is", "dir", dir, "err", err)
+		return
+	}
+	path := bdiReadAheadPath(st.Dev)
+	if err := os.WriteFile(path, []byte(strconv.Itoa(kb)), 0); err != nil {
+		log.Debug("kernel readahead left as is", "file", path, "err", err)
+		return
+	}
+	log.Debug("kernel readahead raised", "file", path, "kb", kb)
+}
+
+func bdiReadAheadPath(dev uint64) string {
+	return fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(dev), unix.Minor(dev))
 }

@@ -36,9 +36,7 @@ func buildTar(ctx context.Context, b *builder) (*Index, error) {
 	}
 	ix.usize = size
 	ix.verified = false
-	if size > 0 {
-		ix.Spans = []Span{{UOff: 0, ULen: size, COff: 0, CLen: size, Kind: SpanRaw, Window: -1}}
-	}
+	ix.Spans = rawSpans(size)
 	if b.progress != nil {
 		b.progress(size, size)
 	}
@@ -112,4 +110,25 @@ func (w *windowReader) Seek(offset int64, whence int) (int64, error) {
 	}
 	w.pos = offset // past the end is allowed; the next Read reports EOF
 	return offset, nil
+}
+
+// rawSpanSize is the unit in which uncompressed layers are fetched and
+// cached. Reads go through the span cache and readahead like compressed
+// layers do, so a sequential read keeps several 1 MiB range requests in
+// flight instead of one small request per kernel read; a small file still
+// costs one request, of at most this much.
+const rawSpanSize = 1 << 20
+
+// directRawSpan is the size above which a raw span is read directly, only
+// the bytes asked for: indexes of older versions describe a whole layer as
+// one raw span.
+const directRawSpan = 4 * rawSpanSize
+
+func rawSpans(size int64) []Span {
+	spans := make([]Span, 0, (size+rawSpanSize-1)/rawSpanSize)
+	for off := int64(0); off < size; off += rawSpanSize {
+		n := min(rawSpanSize, size-off)
+		spans = append(spans, Span{UOff: off, ULen: n, COff: off, CLen: n, Kind: SpanRaw, Window: -1})
+	}
+	return spans
 }

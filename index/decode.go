@@ -34,7 +34,7 @@ func (ix *Index) decodeSpan(s *Span, src []byte, dec *spanDecoders) ([]byte, err
 		return dec.gzipMember(s, src[:n])
 	case SpanZstdFrame:
 		return dec.zstdFrames(s, src[:n])
-	case SpanLocal:
+	case SpanLocal, SpanRaw:
 		return src[:n:n], nil
 	default:
 		return nil, fmt.Errorf("span kind %s: %w", s.Kind, ErrUnsupported)

@@ -107,8 +107,8 @@ func (ra *readahead) wait() { ra.wg.Wait() }
 // readAhead starts background fetches of the spans after stream offset
 // from, up to the reader's depth, without passing limit (the end of the
 // file being read: what follows belongs to other files). Spans already
-// cached or in flight are skipped; raw spans are never read ahead (there is
-// nothing to decode, and the kernel reads ahead through the page cache).
+// cached or in flight are skipped, and so are raw spans too large to cache
+// (older indexes), which are read directly.
 // Each span is fetched on its own, so several decode in parallel, and
 // through the Reader's singleflight group, so a read needing one of them
 // waits for it instead of fetching it again.
@@ -125,8 +125,8 @@ func (r *Reader) readAhead(from, limit int64) {
 		first++
 	}
 	for i := first; i < len(spans) && i < first+r.ra.depth && spans[i].UOff < limit; i++ {
-		if spans[i].Kind == SpanRaw {
-			return
+		if spans[i].Kind == SpanRaw && spans[i].ULen > directRawSpan {
+			return // read directly, never cached
 		}
 		key := r.key(i)
 		if r.ra.inFlight(i) {

@@ -153,7 +153,7 @@ func (r *Reader) readStream(p []byte, u int64) (int, error) {
 		if i < 0 {
 			return done, fmt.Errorf("no span holds stream offset %d: %w", u, ErrCorrupt)
 		}
-		if spans[i].Kind == SpanRaw {
+		if spans[i].Kind == SpanRaw && spans[i].ULen > directRawSpan {
 			s := &spans[i]
 			n := int(min(int64(len(p)-done), s.end()-u))
 			if err := r.fetch(p[done:done+n], s.COff+(u-s.UOff)); err != nil {

@@ -216,7 +216,9 @@ func TestTruncatedBlobAtReadTime(t *testing.T) {
 
 // TestTarReadsGoStraightToTheBlob: uncompressed layers read exactly the
 // requested bytes, and the index says they are not verified.
-func TestTarReadsGoStraightToTheBlob(t *testing.T) {
+// Uncompressed layers are read in raw spans of at most rawSpanSize, cached
+// like decoded spans: one request per span however many reads it serves.
+func TestTarReadsFetchOneRawSpan(t *testing.T) {
 	rng := rand.New(rand.NewSource(17))
 	tarData, _ := randomLayer(rng, 60, 200<<10)
 	want := extract(t, tarData)
@@ -228,6 +230,50 @@ func TestTarReadsGoStraightToTheBlob(t *testing.T) {
 	if ix.Verified() {
 		t.Fatal("uncompressed tar index claims to be verified")
 	}
+	for _, s := range ix.Spans {
+		if s.Kind != SpanRaw || s.ULen > rawSpanSize {
+			t.Fatalf("span %+v: want raw spans of at most %d bytes", s, rawSpanSize)
+		}
+	}
+	blob := newMemBlob(tarData)
+	r := ix.NewReaderWithOptions(blob, NewMemoryCache(64<<20), ReaderOptions{Readahead: -1})
+	for _, e := range regularEntries(ix) {
+		if e.Size < 100 {
+			continue
+		}
+		blob.resetCounts()
+		p := make([]byte, 50)
+		if _, err := r.ReadAt(e, p, 10); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(p, want[e.Name][10:60]) {
+			t.Fatalf("%q: wrong content", e.Name)
+		}
+		if n := blob.reads.Load(); n > 1 || blob.bytes.Load() > 2*rawSpanSize {
+			t.Fatalf("%q: %d reads of %d bytes, want at most one span", e.Name, n, blob.bytes.Load())
+		}
+		blob.resetCounts()
+		if _, err := r.ReadAt(e, p, 10); err != nil || blob.reads.Load() != 0 {
+			t.Fatalf("%q: second read of a cached span went to the blob (%d reads, err %v)", e.Name, blob.reads.Load(), err)
+		}
+	}
+}
+
+// An index from before raw spans were split holds one span for the whole
+// layer: it must be read directly, only the bytes asked for, never whole.
+func TestLegacyWholeLayerRawSpanIsReadDirectly(t *testing.T) {
+	rng := rand.New(rand.NewSource(18))
+	tarData, _ := randomLayer(rng, 80, 4<<20)
+	if int64(len(tarData)) <= directRawSpan {
+		t.Fatalf("layer of %d bytes: too small to need a direct read", len(tarData))
+	}
+	want := extract(t, tarData)
+	ix, err := Build(context.Background(), buildOpts(tarData, manifest.FormatTar, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(tarData))
+	ix.Spans = []Span{{UOff: 0, ULen: size, COff: 0, CLen: size, Kind: SpanRaw, Window: -1}}
 	blob := newMemBlob(tarData)
 	r := ix.NewReader(blob, nil)
 	for _, e := range regularEntries(ix) {
