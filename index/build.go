@@ -137,3 +137,17 @@ func (o *Options) logger() *slog.Logger {
 	}
 	return log.With("layer", o.Layer.Digest.String())
 }
+
+// stream reads the whole blob from the start for one-pass builders: with
+// one request when the blob can stream, else through large sequential
+// ReadAt calls.
+func (b *builder) stream(ctx context.Context) (io.Reader, func(), error) {
+	if s, ok := b.blob.(Streamer); ok {
+		rc, err := s.Open(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open blob stream: %w", err)
+		}
+		return rc, func() { rc.Close() }, nil
+	}
+	return io.NewSectionReader(b.blob, 0, b.blob.Size()), func() {}, nil
+}

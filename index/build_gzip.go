@@ -29,17 +29,11 @@ func buildGzip(ctx context.Context, b *builder) (*Index, error) {
 		return nil, fmt.Errorf("digest algorithm %q: %w", alg, ErrUnsupported)
 	}
 	size := b.blob.Size()
-	var src io.Reader
-	if s, ok := b.blob.(Streamer); ok {
-		rc, err := s.Open(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("open blob stream: %w", err)
-		}
-		defer rc.Close()
-		src = rc
-	} else {
-		src = io.NewSectionReader(b.blob, 0, size)
+	src, closeSrc, err := b.stream(ctx)
+	if err != nil {
+		return nil, err
 	}
+	defer closeSrc()
 
 	in := newCompressedInput(ctx, src, alg.Hash(), size, b.progress)
 	in.br = bufio.NewReaderSize(in, gzipReadBuffer)
@@ -47,7 +41,7 @@ func buildGzip(ctx context.Context, b *builder) (*Index, error) {
 	gz := &gzipStream{in: in, ix: ix, spanSize: b.spanSize, windows: newWindowPacker()}
 
 	walker := &tarWalker{log: b.log, pos: func() int64 { return gz.out }, hideTOCArtefacts: true}
-	err := walker.walk(ctx, gz, func(e Entry) error {
+	err = walker.walk(ctx, gz, func(e Entry) error {
 		ix.Entries = append(ix.Entries, e)
 		return nil
 	})

@@ -113,16 +113,17 @@ func (w *windowReader) Seek(offset int64, whence int) (int64, error) {
 }
 
 // rawSpanSize is the unit in which uncompressed layers are fetched and
-// cached. Reads go through the span cache and readahead like compressed
-// layers do, so a sequential read keeps several 1 MiB range requests in
-// flight instead of one small request per kernel read; a small file still
-// costs one request, of at most this much.
-const rawSpanSize = 1 << 20
+// cached, the size of a gzip span. Reads go through the span cache and
+// readahead like compressed layers do, so a sequential read keeps large
+// range requests in flight instead of one small request per kernel read
+// (registries answer in milliseconds, so small requests cap throughput);
+// a small file still costs one request.
+const rawSpanSize = 4 << 20
 
 // directRawSpan is the size above which a raw span is read directly, only
 // the bytes asked for: indexes of older versions describe a whole layer as
 // one raw span.
-const directRawSpan = 4 * rawSpanSize
+const directRawSpan = 2 * rawSpanSize
 
 func rawSpans(size int64) []Span {
 	spans := make([]Span, 0, (size+rawSpanSize-1)/rawSpanSize)

@@ -27,17 +27,11 @@ func buildZstd(ctx context.Context, b *builder) (ix *Index, err error) {
 		return nil, fmt.Errorf("digest algorithm %q: %w", alg, ErrUnsupported)
 	}
 	size := b.blob.Size()
-	var src io.Reader
-	if s, ok := b.blob.(Streamer); ok {
-		rc, err := s.Open(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("open blob stream: %w", err)
-		}
-		defer rc.Close()
-		src = rc
-	} else {
-		src = io.NewSectionReader(b.blob, 0, size)
+	src, closeSrc, err := b.stream(ctx)
+	if err != nil {
+		return nil, err
 	}
+	defer closeSrc()
 	in := &hashingReader{ctx: ctx, r: bufio.NewReaderSize(src, gzipReadBuffer), hash: alg.Hash(), size: size, progress: b.progress}
 	// Synchronous decoding: the decoder reads in this goroutine, so the
 	// digest and progress bookkeeping need no locking.

@@ -10,6 +10,9 @@ import (
 // reads in flight (the kernel issues FUSE reads of one file concurrently).
 const recentReads = 32
 
+// minReadaheadWorkers bounds background fetches from below on small machines.
+const minReadaheadWorkers = 4
+
 // readahead is a Reader's sequential-read detector and the bookkeeping of
 // its background fetches.
 type readahead struct {
@@ -40,7 +43,9 @@ func (ra *readahead) init(opts ReaderOptions) {
 	}
 	workers := opts.ReadaheadWorkers
 	if workers <= 0 {
-		workers = runtime.NumCPU()
+		// At least a few: fetches of raw spans wait on the network, not
+		// on a core, and a decode that waits for a core costs nothing.
+		workers = max(runtime.NumCPU(), minReadaheadWorkers)
 	}
 	ra.slots = make(chan struct{}, workers)
 	ra.inflight = make(map[int]struct{})

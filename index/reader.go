@@ -63,7 +63,7 @@ type ReaderOptions struct {
 	Readahead int
 	// ReadaheadWorkers bounds the background decodes of this Reader at
 	// once; a span that would exceed it is simply not read ahead.
-	// 0 means runtime.NumCPU().
+	// 0 means runtime.NumCPU(), but at least 4.
 	ReadaheadWorkers int
 	Logger           *slog.Logger // readahead failures, at debug level; nil: slog.Default()
 }
