@@ -67,35 +67,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-port=
-for _ in $(seq 20); do
-	candidate=$((20000 + RANDOM % 30000))
-	if ! port_in_use "$candidate"; then port=$candidate; break; fi
-done
-[[ -n $port ]] || { echo "bench: no free port found" >&2; exit 1; }
-
-cat >"$work/registry.yml" <<YAML
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/storage
-http:
-  addr: 127.0.0.1:$port
-  secret: imgfs-bench
-YAML
-"$REGISTRY_BIN" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-for _ in $(seq 100); do
-	port_in_use "$port" && break
-	kill -0 "$reg_pid" 2>/dev/null || { echo "bench: docker-registry exited:" >&2; cat "$work/registry.log" >&2; exit 1; }
-	sleep 0.1
-done
-port_in_use "$port" || { echo "bench: docker-registry did not start" >&2; cat "$work/registry.log" >&2; exit 1; }
+# shellcheck source=registry.sh
+. scripts/registry.sh
+start_registry "$work" bench
 echo "== docker-registry on 127.0.0.1:$port; scratch $work"
 
 "$GO" build -o "$work/imgfs" ./cmd/imgfs
