@@ -57,22 +57,10 @@ func BenchmarkMerge100k(b *testing.B) {
 // TestMerge100kIsFast guards the mount-time budget loosely (the benchmark
 // gives the real number): 100k entries must merge well under a second even
 // on a loaded machine.
-func TestMerge100kIsFast(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short")
-	}
-	layers := benchLayers()
-	res := testing.Benchmark(func(b *testing.B) {
-		for b.Loop() {
-			if _, err := Merge(layers, MergeOptions{Logger: quietLogger()}); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	if per := res.NsPerOp(); per > 500e6 {
-		t.Errorf("Merge of 100k entries took %.0f ms", float64(per)/1e6)
-	}
-	tree := mustMerge(t, layers...)
+// The benchmark's layers merge into the tree they describe; how fast is
+// BenchmarkMerge100k's business (make bench), not a timed test's.
+func TestMergeBenchLayers(t *testing.T) {
+	tree := mustMerge(t, benchLayers()...)
 	if tree.Len() < 80_000 {
 		t.Errorf("tree has %d nodes", tree.Len())
 	}
