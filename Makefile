@@ -14,7 +14,7 @@ BENCH_PKGS ?= $(foreach d,index fs fetch,$(if $(wildcard $(d)/*_test.go),./$(d)/
 # Fuzz smoke: empty FUZZ_TARGETS runs every `func FuzzXxx` found; otherwise
 # list NAME or PKGDIR:NAME entries (missing ones are skipped with a note).
 FUZZ_TARGETS ?=
-FUZZTIME     ?= 5s
+FUZZTIME     ?= 20000x
 
 .PHONY: all build test test-unit test-integration fuzz lint bench demo clean
 
