@@ -306,6 +306,17 @@ func TestCLIIndex(t *testing.T) {
 			t.Errorf("inspect layer %d (%s): uncompressed size %v, want %d", i+1, want[i], l.UncompressedSize, wantSize)
 		}
 	}
+	// The text form says which layers are not lazy or not verified.
+	text := mustCLI(t, env, "--plain-http", "inspect", ref).stdout
+	for _, note := range []string{
+		"note: layer 2 is uncompressed: read lazily but unverified",
+		"note: layer 4 is plain zstd: not lazy",
+	} {
+		if !strings.Contains(text, note) {
+			t.Errorf("inspect lacks %q:\n%s", note, text)
+		}
+	}
+
 	// Without cached indexes only the annotated eStargz size is known.
 	fresh := mustCLI(t, cliEnvFor(t.TempDir()), "--plain-http", "inspect", "--json", ref)
 	if got := strings.Count(fresh.stdout, `"uncompressedSize": null`); got != len(fx.img.Layers)-1 {

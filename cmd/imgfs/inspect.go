@@ -326,9 +326,13 @@ func writeInspectText(w io.Writer, doc *InspectOutput) error {
 			if len(l.URLs) > 0 {
 				urls = strings.Join(l.URLs, " ")
 			}
-			notes = append(notes, fmt.Sprintf("layer %d is non-distributable (foreign), fetched from: %s", i+1, urls))
+			notes = append(notes, fmt.Sprintf("layer %d is non-distributable (foreign, %s): imgfs reads layers from the registry only and will not mount this image", i+1, urls))
 		case manifest.FormatUnknown:
 			notes = append(notes, fmt.Sprintf("layer %d has a media type imgfs cannot read: %s", i+1, l.MediaType))
+		case manifest.FormatZstd:
+			notes = append(notes, fmt.Sprintf("layer %d is plain zstd: not lazy, its first use downloads and decompresses it whole into the cache", i+1))
+		case manifest.FormatTar:
+			notes = append(notes, fmt.Sprintf("layer %d is uncompressed: read lazily but unverified (checking its digest needs the whole blob)", i+1))
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -223,7 +223,7 @@ func TestInspectText(t *testing.T) {
 		"Layers (2, base first):\n",
 		"sha256:" + gzipLayer.Encoded()[:12],
 		"30.0 MiB (31457280 bytes)",
-		"note: layer 2 is non-distributable (foreign), fetched from: https://example.com/l.tgz\n",
+		"note: layer 2 is non-distributable (foreign, https://example.com/l.tgz): imgfs reads layers from the registry only and will not mount this image\n",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
