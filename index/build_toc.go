@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/imgfs/imgfs/manifest"
@@ -119,6 +120,9 @@ func (b *builder) tocIndex(jsonTOC []byte, layout tocLayout, tocDigest digest.Di
 	ix.Entries, ix.Spans, ix.usize = content.entries, content.spans, content.usize
 	ix.verified = pinned && content.allDigests
 	ix.Meta = tocMeta(tocDigest, pinned)
+	if layout.kind == SpanGzipMember && !content.noPrefetch && content.prefetchEnd > 0 {
+		ix.Meta[metaPrefetchEnd] = strconv.FormatInt(content.prefetchEnd, 10)
+	}
 	if b.progress != nil {
 		b.progress(b.blob.Size(), b.blob.Size())
 	}

@@ -32,6 +32,21 @@ type tocContent struct {
 	usize   int64
 	// allDigests: every span carries a chunk digest (CheckDecoded).
 	allDigests bool
+	// prefetchEnd is the stream offset where the first .prefetch.landmark
+	// stands (-1: none): eStargz writers put prioritized files before it.
+	// noPrefetch: a .no.prefetch.landmark says there is nothing to prefetch.
+	prefetchEnd int64
+	noPrefetch  bool
+}
+
+// noteLandmark records where an eStargz prefetch landmark stands.
+func (c *tocContent) noteLandmark(name string) {
+	switch {
+	case name == estargzNoPrefetchLandmark:
+		c.noPrefetch = true
+	case name == estargzPrefetchLandmark && c.prefetchEnd < 0:
+		c.prefetchEnd = c.usize
+	}
 }
 
 // convertTOC maps the entries of an eStargz or zstd:chunked TOC (the same
@@ -66,7 +81,7 @@ func convertTOC(toc *estargz.JTOC, layout tocLayout, log *slog.Logger) (*tocCont
 		}
 	}
 	next := chunkEnds(ents, layout.dataEnd)
-	out := &tocContent{allDigests: true}
+	out := &tocContent{allDigests: true, prefetchEnd: -1}
 	unames, gnames := map[int]string{}, map[int]string{}
 	for i := 0; i < len(ents); {
 		start, te := i, ents[i]
@@ -91,6 +106,7 @@ func convertTOC(toc *estargz.JTOC, layout tocLayout, log *slog.Logger) (*tocCont
 		}
 		e, why := tocEntry(te, unames, gnames)
 		if why == "" && isTOCArtefact(&e) {
+			out.noteLandmark(e.Name)
 			log.Debug("hiding eStargz artefact", "name", e.Name)
 			continue
 		}
@@ -262,4 +278,9 @@ func tocMeta(tocDigest digest.Digest, pinned bool) map[string]string {
 const (
 	metaTOCDigest = "toc.digest" // digest the TOC was checked against (or computed, when unpinned)
 	metaTOCPinned = "toc.pinned" // "true" when a manifest annotation pinned that digest
+	// metaPrefetchEnd: eStargz only, the stream offset (decimal) where the
+	// .prefetch.landmark stands; the spans before it hold the layer's
+	// prioritized files. Absent when there is no landmark, a
+	// .no.prefetch.landmark, or nothing before the landmark.
+	metaPrefetchEnd = "prefetch.end"
 )

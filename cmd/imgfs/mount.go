@@ -62,7 +62,7 @@ returns once the mount answers, or fails with the reason.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.memoryCache, "memory-cache", "256MiB", "decoded data kept in memory")
-	fl.StringVar(&f.prefetch, "prefetch", "none", "none, or all: fetch every file in the background at low priority")
+	fl.StringVar(&f.prefetch, "prefetch", string(prefetchLandmark), prefetchFlagHelp)
 	fl.BoolVar(&f.stats, "stats", false, "print bytes fetched per layer, requests and cache hits on exit")
 	fl.BoolVar(&f.background, "background", false, "return once the mount is ready; the server keeps running")
 	fl.StringVar(&f.allowOther, "allow-other", "auto", "let other users use the mount: auto (when permitted), yes, no")
@@ -80,8 +80,9 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	if limit := applyMountMemoryLimit(a.getenv, memory); limit > 0 {
 		a.logger.Debug("Go memory limit set", "bytes", limit)
 	}
-	if f.prefetch != "none" && f.prefetch != "all" {
-		return usageErrorf("invalid --prefetch %q: want none or all", f.prefetch)
+	prefetch, err := parsePrefetch(f.prefetch)
+	if err != nil {
+		return err
 	}
 	allowOther, err := a.decideAllowOther(f.allowOther)
 	if err != nil {
@@ -126,8 +127,13 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	// From here on a signal means "unmount", handled below.
 	untilMounted()
 	signalReady()
-	if f.prefetch == "all" {
-		go prefetchAll(serveCtx, o, a.logger)
+	if prefetch != prefetchNone {
+		go func() {
+			prefetchLandmarks(serveCtx, o, a.logger)
+			if prefetch == prefetchAllFiles {
+				prefetchAll(serveCtx, o, a.logger)
+			}
+		}()
 	}
 	serveUntilUnmounted(m, sigs, a.logger)
 	stopServing()

@@ -1,0 +1,96 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// prefetchEnd returns the stream offset before which an eStargz layer
+// holds its prioritized files, or 0 when there is nothing to prefetch.
+func (ix *Index) prefetchEnd() (int64, error) {
+	v, ok := ix.Meta[metaPrefetchEnd]
+	if !ok {
+		return 0, nil
+	}
+	end, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || end < 0 {
+		return 0, fmt.Errorf("index meta %s=%q: %w", metaPrefetchEnd, v, ErrCorrupt)
+	}
+	return min(end, ix.usize), nil
+}
+
+// Prefetch fetches, verifies and caches the prioritized files of an eStargz
+// layer: the chunks before its .prefetch.landmark, which the layer's
+// builder put first because a workload reads them at start (as
+// stargz-snapshotter does at mount). Contiguous chunks not yet cached are
+// fetched together, each ReadAt bounded by maxRunBytes, so that a
+// prioritized region costs a few range requests rather than one per file.
+// It does nothing for other formats, and for layers without a landmark or
+// with a .no.prefetch.landmark.
+//
+// Chunks are checked against the TOC's digests as on every read; a chunk
+// that does not match (after one retry) ends Prefetch with ErrCorrupt and
+// nothing of its run is cached. Runs already cached stay: they matched.
+func (r *Reader) Prefetch(ctx context.Context) error {
+	end, err := r.ix.prefetchEnd()
+	if err != nil || end == 0 {
+		return err
+	}
+	spans := r.ix.Spans
+	for i, attempt := 0, 0; i < len(spans) && spans[i].UOff < end; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		key := r.key(i)
+		if _, ok := r.cache.Get(key); ok {
+			i++
+			continue
+		}
+		// Through the read path's singleflight group: a read of span i
+		// waits for this fetch instead of repeating it, and this joins a
+		// read or readahead of span i already in flight.
+		v, err, _ := r.group.Do(key, func() (any, error) {
+			if data, ok := r.cache.Get(key); ok && int64(len(data)) == spans[i].ULen {
+				return [][]byte{data}, nil
+			}
+			return r.fetchRun(i, r.prefetchRunEnd(i, end))
+		})
+		var bg *readaheadError
+		if errors.As(err, &bg) && attempt < 2 { // joined a failed readahead: fetch ourselves
+			attempt++
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("layer %s: prefetch prioritized files (stream offset %d): %w", r.ix.Layer, spans[i].UOff, err)
+		}
+		// A joined fetch may have covered fewer spans than this one would.
+		i += len(v.([][]byte))
+		attempt = 0
+	}
+	return nil
+}
+
+// prefetchRunEnd extends a prefetch run from span i while the next span
+// starts before end, follows in the blob, is not cached and not being read
+// ahead, and the run's compressed bytes stay within maxRunBytes. Unlike a
+// read's run (runEnd) it has no span count limit: nothing waits for it.
+func (r *Reader) prefetchRunEnd(i int, end int64) int {
+	spans := r.ix.Spans
+	base, _ := spans[i].source()
+	j := i
+	for j+1 < len(spans) && spans[j+1].UOff < end {
+		next := &spans[j+1]
+		prevOff, prevLen := spans[j].source()
+		off, n := next.source()
+		if next.Kind != spans[i].Kind || off < prevOff || off > prevOff+prevLen+maxRunGap || off+n-base > maxRunBytes {
+			break
+		}
+		if _, ok := r.cache.Get(r.key(j + 1)); ok || r.ra.inFlight(j+1) {
+			break
+		}
+		j++
+	}
+	return j
+}
