@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -18,6 +19,10 @@ import (
 // readyFDEnv names the file descriptor on which a background mount server
 // tells the command that started it that the mount is ready.
 const readyFDEnv = "IMGFS_MOUNT_READY_FD"
+
+// slowStartNotice is how long a background mount may take before the
+// command says what it waits for.
+const slowStartNotice = 3 * time.Second
 
 // startInBackground runs this same command line again as a detached server
 // and waits until it reports the mount ready, or exits: then its last log
@@ -50,7 +55,12 @@ func startInBackground(cmd *cobra.Command, a *app, dir, logFile string) error {
 	}
 	readyW.Close()
 
+	// Indexing a large image can take a while: say what is being waited for.
+	waiting := time.AfterFunc(slowStartNotice, func() {
+		fmt.Fprintf(cmd.ErrOrStderr(), "imgfs: waiting for the mount server to index the image and mount it (log: %s)\n", logf.Name())
+	})
 	line, _ := bufio.NewReader(ready).ReadString('\n')
+	waiting.Stop()
 	if strings.TrimSpace(line) == "ok" {
 		fmt.Fprintf(cmd.OutOrStdout(), "mounted at %s (server pid %d, log %s); unmount with: imgfs unmount %s\n",
 			dir, server.Process.Pid, logf.Name(), dir)
