@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -368,37 +369,7 @@ func TestCLIMountStats(t *testing.T) {
 	env := cliEnvFor(t.TempDir())
 	mustCLI(t, env, "--plain-http", "index", ref) // the mount then fetches only what is read
 
-	dir := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, imgfsBinary(t), "--plain-http", "mount", "--stats", ref, dir)
-	cmd.Env = cliEnviron(t, env)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	liveMounts.Store(dir, t.Name())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if IsMounted(dir) {
-			_ = ForceUnmount(dir)
-		}
-		select {
-		case <-exited:
-		case <-time.After(serverExitTimeout):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if !IsMounted(dir) {
-			liveMounts.Delete(dir)
-		}
-	})
-	waitMounted(t, dir, exited, &stderr)
+	dir, _, exited, stderr := startForegroundMount(t, env, "--stats", ref)
 
 	if got, err := os.ReadFile(filepath.Join(dir, "big/needle")); err != nil || string(got) != "needle in a haystack\n" {
 		t.Fatalf("big/needle: %q, %v", got, err)
@@ -435,6 +406,46 @@ func TestCLIMountStats(t *testing.T) {
 			t.Errorf("layer %d (%s) fetched %d bytes though nothing of it was read", r.layer, r.format, r.fetched)
 		}
 	}
+}
+
+// startForegroundMount runs `imgfs --plain-http mount ARGS... DIR` in the
+// foreground on a new mount point and waits until it is mounted. The
+// cleanup unmounts it if needed and waits for (or kills) the server. A
+// receive from exited must put the value back for the cleanup.
+func startForegroundMount(t *testing.T, env []string, args ...string) (dir string, cmd *exec.Cmd, exited chan error, stderr *bytes.Buffer) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	cmd = exec.CommandContext(ctx, imgfsBinary(t), append(append([]string{"--plain-http", "mount"}, args...), dir)...)
+	cmd.Env = cliEnviron(t, env)
+	stderr = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = io.Discard, stderr
+	liveMounts.Store(dir, t.Name())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited = make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if IsMounted(dir) {
+			_ = ForceUnmount(dir)
+		}
+		select {
+		case <-exited:
+		case <-time.After(serverExitTimeout):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if !IsMounted(dir) {
+			liveMounts.Delete(dir)
+		}
+	})
+	waitMounted(t, dir, exited, stderr)
+	return dir, cmd, exited, stderr
 }
 
 // waitMounted polls until dir is a mount point, failing if the mount
@@ -556,37 +567,7 @@ func TestCLIMountSignalWhileBusy(t *testing.T) {
 	env := cliEnvFor(t.TempDir())
 	mustCLI(t, env, "--plain-http", "index", ref)
 
-	dir := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, imgfsBinary(t), "--plain-http", "mount", ref, dir)
-	cmd.Env = cliEnviron(t, env)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	liveMounts.Store(dir, t.Name())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if IsMounted(dir) {
-			_ = ForceUnmount(dir)
-		}
-		select {
-		case <-exited:
-		case <-time.After(serverExitTimeout):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if !IsMounted(dir) {
-			liveMounts.Delete(dir)
-		}
-	})
-	waitMounted(t, dir, exited, &stderr)
+	dir, cmd, exited, stderr := startForegroundMount(t, env, ref)
 
 	busy, err := os.Open(filepath.Join(dir, "etc"))
 	if err != nil {
