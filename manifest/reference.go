@@ -49,11 +49,19 @@ func (r Reference) Identifier() string {
 // opts are passed to go-containerregistry (e.g. name.Insecure for plain HTTP).
 func ParseReference(s string, opts ...name.Option) (Reference, error) {
 	ref, err := parseReference(s, opts...)
+	if err == nil && len(ref.Repository) > maxRepositoryLength {
+		// go-containerregistry checks the length before adding Docker Hub's
+		// "library/": the name it would then use is itself invalid.
+		err = fmt.Errorf("repository %s is longer than %d characters", ref.Repository, maxRepositoryLength)
+	}
 	if err != nil {
 		return Reference{}, fmt.Errorf("invalid reference %q: %w", s, err)
 	}
 	return ref, nil
 }
+
+// maxRepositoryLength is the distribution spec's bound on a repository name.
+const maxRepositoryLength = 255
 
 func parseReference(s string, opts ...name.Option) (Reference, error) {
 	trimmed := strings.TrimSpace(s)

@@ -70,6 +70,9 @@ func TestParseReferenceErrors(t *testing.T) {
 		{"a@b@c", "exactly one '@'"},
 		{" ubuntu", "white space"},
 		{"ubuntu:bad tag", "tag can only contain"},
+		// 250 characters pass go-containerregistry's check, but Docker Hub's
+		// "library/" makes the repository 258 (found by FuzzParseReference).
+		{strings.Repeat("t", 250), "longer than 255 characters"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
