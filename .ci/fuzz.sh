@@ -10,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-20000x}
+# Minimizing each new interesting input may otherwise take up to 60 s.
+FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-1000x}
 GO=${GO:-go}
 
 # "pkgdir name" for every fuzz target in the module.
@@ -42,5 +44,5 @@ fi
 for t in "${selected[@]}"; do
 	dir=${t% *} name=${t#* }
 	echo "fuzz: $dir $name ($FUZZTIME)"
-	"$GO" test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" "./$dir"
+	"$GO" test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" -fuzzminimizetime="$FUZZMINIMIZETIME" "./$dir"
 done
