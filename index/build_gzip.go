@@ -41,11 +41,7 @@ func buildGzip(ctx context.Context, b *builder) (*Index, error) {
 	gz := &gzipStream{in: in, ix: ix, spanSize: b.spanSize, windows: newWindowPacker()}
 
 	walker := &tarWalker{log: b.log, pos: func() int64 { return gz.out }, hideTOCArtefacts: true}
-	err = walker.walk(ctx, gz, func(e Entry) error {
-		ix.Entries = append(ix.Entries, e)
-		return nil
-	})
-	if err != nil {
+	if err := walker.collect(ctx, gz, ix); err != nil {
 		return nil, err
 	}
 	// The tar may end before the stream does (padding, or members after the

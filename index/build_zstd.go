@@ -54,11 +54,7 @@ func buildZstd(ctx context.Context, b *builder) (ix *Index, err error) {
 	ix = b.newIndex()
 	out := &localStream{src: dec, w: bufio.NewWriterSize(lw.f, gzipReadBuffer), spanSize: b.spanSize, ix: ix, hash: sha256.New()}
 	walker := &tarWalker{log: b.log, pos: func() int64 { return out.out }}
-	err = walker.walk(ctx, out, func(e Entry) error {
-		ix.Entries = append(ix.Entries, e)
-		return nil
-	})
-	if err != nil {
+	if err := walker.collect(ctx, out, ix); err != nil {
 		return nil, err
 	}
 	// Keep what follows the tar (padding) and verify the rest of the blob.

@@ -260,3 +260,11 @@ func hasSparseRecords(rec map[string]string) bool {
 	}
 	return false
 }
+
+// collect walks r and appends every entry it yields to ix.Entries.
+func (w *tarWalker) collect(ctx context.Context, r io.Reader, ix *Index) error {
+	return w.walk(ctx, r, func(e Entry) error {
+		ix.Entries = append(ix.Entries, e)
+		return nil
+	})
+}
