@@ -39,7 +39,10 @@ func (r *Reader) Prefetch(ctx context.Context) error {
 		return err
 	}
 	spans := r.ix.Spans
-	for i, attempt := 0, 0; i < len(spans) && spans[i].UOff < end; {
+	// Unlike a read's run, a prefetch run has no span count limit: nothing
+	// waits for it. maxRunBytes still bounds each request.
+	last := spanAt(spans, end-1)
+	for i, attempt := 0, 0; i <= last; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -55,7 +58,7 @@ func (r *Reader) Prefetch(ctx context.Context) error {
 			if data, ok := r.cache.Get(key); ok && int64(len(data)) == spans[i].ULen {
 				return [][]byte{data}, nil
 			}
-			return r.fetchRun(i, r.prefetchRunEnd(i, end))
+			return r.fetchRun(i, r.runEnd(i, last, len(spans)))
 		})
 		var bg *readaheadError
 		if errors.As(err, &bg) && attempt < 2 { // joined a failed readahead: fetch ourselves
@@ -70,27 +73,4 @@ func (r *Reader) Prefetch(ctx context.Context) error {
 		attempt = 0
 	}
 	return nil
-}
-
-// prefetchRunEnd extends a prefetch run from span i while the next span
-// starts before end, follows in the blob, is not cached and not being read
-// ahead, and the run's compressed bytes stay within maxRunBytes. Unlike a
-// read's run (runEnd) it has no span count limit: nothing waits for it.
-func (r *Reader) prefetchRunEnd(i int, end int64) int {
-	spans := r.ix.Spans
-	base, _ := spans[i].source()
-	j := i
-	for j+1 < len(spans) && spans[j+1].UOff < end {
-		next := &spans[j+1]
-		prevOff, prevLen := spans[j].source()
-		off, n := next.source()
-		if next.Kind != spans[i].Kind || off < prevOff || off > prevOff+prevLen+maxRunGap || off+n-base > maxRunBytes {
-			break
-		}
-		if _, ok := r.cache.Get(r.key(j + 1)); ok || r.ra.inFlight(j+1) {
-			break
-		}
-		j++
-	}
-	return j
 }

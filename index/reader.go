@@ -213,7 +213,7 @@ func (r *Reader) decoded(i, last int) ([][]byte, error) {
 			if data, ok := r.cached(i, key); ok { // a leader may have just finished
 				return [][]byte{data}, nil
 			}
-			return r.fetchRun(i, r.runEnd(i, last))
+			return r.fetchRun(i, r.runEnd(i, last, maxRunSpans))
 		})
 		var bg *readaheadError
 		if errors.As(err, &bg) {
@@ -240,14 +240,15 @@ func (r *Reader) cached(i int, key string) ([]byte, bool) {
 	return data, true
 }
 
-// runEnd extends a fetch from span i towards last while the spans are of
-// one kind, in order and close together in their source, not cached and
-// not being read ahead (a read joins those instead).
-func (r *Reader) runEnd(i, last int) int {
+// runEnd extends a fetch from span i towards last, over at most maxSpans
+// spans, while the spans are of one kind, in order and close together in
+// their source, not cached and not being read ahead (a read joins those
+// instead). The run's source stays within maxRunBytes.
+func (r *Reader) runEnd(i, last, maxSpans int) int {
 	spans := r.ix.Spans
 	j := i
 	base, _ := spans[i].source()
-	for j < last && j+1-i < maxRunSpans {
+	for j < last && j+1-i < maxSpans {
 		next := &spans[j+1]
 		prevOff, prevLen := spans[j].source()
 		off, n := next.source()
