@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -83,22 +82,9 @@ func (b *bench) indexBuild(ctx context.Context) error {
 	return nil
 }
 
+// klauspostDecodeMBps is goGzipDecodeMBps with klauspost/compress's gzip.
 func klauspostDecodeMBps(blob []byte, usize int64, repeats int) (float64, error) {
-	var best time.Duration
-	for range repeats {
-		start := time.Now()
-		zr, err := kgzip.NewReader(bytes.NewReader(blob))
-		if err != nil {
-			return 0, err
-		}
-		if _, err := io.Copy(io.Discard, zr); err != nil {
-			return 0, err
-		}
-		if d := time.Since(start); best == 0 || d < best {
-			best = d
-		}
-	}
-	return mbps(usize, best), nil
+	return bestDecodeMBps(blob, usize, repeats, func(r io.Reader) (io.Reader, error) { return kgzip.NewReader(r) })
 }
 
 // measureIndexSizes: the P7 size bound, index file ≤ 1% of the layer's

@@ -183,10 +183,16 @@ func goGzipDecodeMBps(blob []byte, usize, repeats int) (float64, error) {
 	if blob == nil {
 		return 0, fmt.Errorf("gzip blob not kept")
 	}
+	return bestDecodeMBps(blob, int64(usize), repeats, func(r io.Reader) (io.Reader, error) { return gzip.NewReader(r) })
+}
+
+// bestDecodeMBps decodes blob repeats times with the reader newReader makes
+// and returns the best rate of usize output bytes.
+func bestDecodeMBps(blob []byte, usize int64, repeats int, newReader func(io.Reader) (io.Reader, error)) (float64, error) {
 	var best time.Duration
 	for range repeats {
 		start := time.Now()
-		zr, err := gzip.NewReader(bytes.NewReader(blob))
+		zr, err := newReader(bytes.NewReader(blob))
 		if err != nil {
 			return 0, err
 		}
@@ -197,5 +203,5 @@ func goGzipDecodeMBps(blob []byte, usize, repeats int) (float64, error) {
 			best = d
 		}
 	}
-	return mbps(int64(usize), best), nil
+	return mbps(usize, best), nil
 }
