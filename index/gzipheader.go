@@ -37,6 +37,19 @@ func (h *headerReader) byte() (byte, error) {
 	return c, nil
 }
 
+// uint16 reads a little-endian 16-bit field.
+func (h *headerReader) uint16() (uint16, error) {
+	lo, err := h.byte()
+	if err != nil {
+		return 0, err
+	}
+	hi, err := h.byte()
+	if err != nil {
+		return 0, err
+	}
+	return uint16(lo) | uint16(hi)<<8, nil
+}
+
 func (h *headerReader) skip(n int) error {
 	for range n {
 		if _, err := h.byte(); err != nil {
@@ -82,15 +95,11 @@ func readGzipHeader(r io.ByteReader) (int64, error) {
 	}
 	flags := fixed[3]
 	if flags&gzipFEXTRA != 0 {
-		lo, err := h.byte()
+		n, err := h.uint16()
 		if err != nil {
 			return h.n, fmt.Errorf("%w: %w", errGzipHeader, noEOF(err))
 		}
-		hi, err := h.byte()
-		if err != nil {
-			return h.n, fmt.Errorf("%w: %w", errGzipHeader, noEOF(err))
-		}
-		if err := h.skip(int(lo) | int(hi)<<8); err != nil {
+		if err := h.skip(int(n)); err != nil {
 			return h.n, fmt.Errorf("%w: FEXTRA: %w", errGzipHeader, noEOF(err))
 		}
 	}
@@ -106,15 +115,11 @@ func readGzipHeader(r io.ByteReader) (int64, error) {
 	}
 	if flags&gzipFHCRC != 0 {
 		want := uint16(h.crc)
-		lo, err := h.byte()
+		got, err := h.uint16()
 		if err != nil {
 			return h.n, fmt.Errorf("%w: %w", errGzipHeader, noEOF(err))
 		}
-		hi, err := h.byte()
-		if err != nil {
-			return h.n, fmt.Errorf("%w: %w", errGzipHeader, noEOF(err))
-		}
-		if got := uint16(lo) | uint16(hi)<<8; got != want {
+		if got != want {
 			return h.n, fmt.Errorf("%w: header CRC %#04x, computed %#04x", errGzipHeader, got, want)
 		}
 	}

@@ -44,6 +44,8 @@ if [[ $(id -u) != 0 ]]; then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/imgfs-bench.XXXXXX")
+# shellcheck source=registry.sh
+. scripts/registry.sh
 reg_pid=
 cleanup() {
 	# Mounts first (lazily if still busy), then the servers this run
@@ -58,17 +60,12 @@ cleanup() {
 			if grep -qsF "$work/imgfs" "/proc/$pid/cmdline"; then kill "$pid" 2>/dev/null || true; fi
 		done <"$work/pids"
 	fi
-	if [[ -n $reg_pid ]]; then
-		kill "$reg_pid" 2>/dev/null || true
-		wait "$reg_pid" 2>/dev/null || true
-	fi
+	stop_registry
 	rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# shellcheck source=registry.sh
-. scripts/registry.sh
 start_registry "$work" bench
 echo "== docker-registry on 127.0.0.1:$port; scratch $work"
 

@@ -15,23 +15,20 @@ REGISTRY_BIN=${REGISTRY_BIN:-$(command -v docker-registry || true)}
 [[ -n $REGISTRY_BIN ]] || { echo "demo: docker-registry not found (apt-get install docker-registry)" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/imgfs-demo.XXXXXX")
+# shellcheck source=registry.sh
+. scripts/registry.sh
 reg_pid=
 mnt=
 cleanup() {
 	if [[ -n $mnt ]] && grep -qs " $mnt fuse" /proc/mounts; then
 		"$IMGFS" unmount "$mnt" || "$IMGFS" unmount --lazy "$mnt" || true
 	fi
-	if [[ -n $reg_pid ]]; then
-		kill "$reg_pid" 2>/dev/null || true
-		wait "$reg_pid" 2>/dev/null || true
-	fi
+	stop_registry
 	rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# shellcheck source=registry.sh
-. scripts/registry.sh
 start_registry "$work" demo
 echo "== docker-registry on 127.0.0.1:$port (pid $reg_pid)"
 

@@ -40,3 +40,11 @@ YAML
 	done
 	port_in_use "$port" || { echo "$name: docker-registry did not start" >&2; cat "$dir/registry.log" >&2; exit 1; }
 }
+
+# stop_registry kills the registry start_registry started, if any.
+stop_registry() {
+	if [[ -n ${reg_pid:-} ]]; then
+		kill "$reg_pid" 2>/dev/null || true
+		wait "$reg_pid" 2>/dev/null || true
+	fi
+}
