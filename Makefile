@@ -1,18 +1,13 @@
 # imgfs build, test and CI entry points. `make lint test` is what CI runs.
 GO       ?= go
-export PATH := /usr/local/go/bin:$(PATH)
 
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin/imgfs
 
-# Unit-tested packages: those that exist yet (a package without Go files would fail go test).
-UNIT_PKGS ?= $(foreach d,manifest fetch index fs,$(if $(wildcard $(d)/*.go),./$(d)/...)) \
-             $(if $(wildcard cmd/*/*.go),./cmd/...)
-BENCH_PKGS ?= $(foreach d,index fs fetch,$(if $(wildcard $(d)/*_test.go),./$(d)/))
-
 # Fuzz smoke: empty FUZZ_TARGETS runs every `func FuzzXxx` found; otherwise
 # list NAME or PKGDIR:NAME entries (missing ones are skipped with a note).
+# FUZZTIME is an execution count (see .ci/fuzz.sh for why not a duration).
 FUZZ_TARGETS ?=
 FUZZTIME     ?= 20000x
 
@@ -23,13 +18,15 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/imgfs
 
+# Every test of the module: unit tests of each package, then the
+# integration tests (a real registry, FUSE mounts; needs root).
 test: test-unit test-integration fuzz
 
 test-unit:
-	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)
+	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v '/integration')
 
 test-integration:
-	$(GO) test ./integration/ -count=1 -timeout 12m
+	$(GO) test -count=1 -timeout 12m ./integration/...
 
 fuzz:
 	GO='$(GO)' FUZZTIME='$(FUZZTIME)' ./.ci/fuzz.sh $(FUZZ_TARGETS)
@@ -39,9 +36,11 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
+# Go micro-benchmarks of the library packages, then the end-to-end ratios
+# of scripts/bench.sh (as root; see docs/PERFORMANCE.md).
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem $(BENCH_PKGS)
-	@if [ -x scripts/bench.sh ]; then scripts/bench.sh; else echo "bench: scripts/bench.sh not present, skipped"; fi
+	$(GO) test -run='^$$' -bench=. -benchmem ./index/... ./fs/ ./fetch/
+	scripts/bench.sh
 
 demo: build
 	IMGFS=$(BIN) scripts/demo.sh

@@ -25,6 +25,9 @@ type Options struct {
 	Retry     RetryPolicy       // zero value: DefaultRetryPolicy()
 	Logger    *slog.Logger      // nil: slog.Default(); registry calls at Info, headers at Debug
 	Transport http.RoundTripper // base transport under auth and retries; nil: a tuned *http.Transport
+	// MaxWholeBlob bounds the blob kept whole in memory when its server
+	// ignores Range requests (larger ones fail with a clear error); 0: 256 MiB.
+	MaxWholeBlob int64
 }
 
 // RetryPolicy bounds retries of transient failures (5xx, 429, resets, timeouts).
@@ -83,8 +86,8 @@ func (r *Repository) FetchBlob(ctx context.Context, dgst digest.Digest, maxSize 
 	return r.impl.fetchBlob(ctx, dgst, maxSize)
 }
 
-// OpenBlob returns a lazy reader of a blob. size < 0 means unknown (found by
-// HEAD). ctx bounds every later read of the blob.
+// OpenBlob returns a lazy reader of a blob. size < 0 means unknown: it is
+// found with a HEAD request, under ctx.
 func (r *Repository) OpenBlob(ctx context.Context, dgst digest.Digest, size int64) (*Blob, error) {
 	return r.impl.openBlob(ctx, dgst, size)
 }
@@ -98,10 +101,14 @@ type Blob struct {
 func (b *Blob) Digest() digest.Digest { return b.impl.dgst }
 func (b *Blob) Size() int64           { return b.impl.size }
 
-// ReadAt reads len(p) bytes at off with one range request (retried).
-func (b *Blob) ReadAt(p []byte, off int64) (int, error) { return b.impl.readAt(p, off) }
+// ReadAt reads len(p) bytes at off with one range request (retried, and
+// resumed where a body broke off), as io.ReaderAt does, until ctx ends.
+func (b *Blob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return b.impl.readAt(ctx, p, off)
+}
 
-// Open streams the whole blob from the start (for one-pass index builds).
+// Open streams the whole blob from the start (for one-pass index builds),
+// until ctx ends or the body is closed.
 func (b *Blob) Open(ctx context.Context) (io.ReadCloser, error) { return b.impl.open(ctx) }
 
 // Stats reports the network cost so far.

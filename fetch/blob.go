@@ -22,7 +22,6 @@ import (
 // kept in memory (bounded), so it is downloaded once.
 type blob struct {
 	r        *repository
-	ctx      context.Context // bounds every read; carries counters
 	dgst     digest.Digest
 	size     int64 // known once openBlob returns
 	counters netCounters
@@ -40,9 +39,8 @@ func (r *repository) openBlob(ctx context.Context, dgst digest.Digest, size int6
 		return nil, fmt.Errorf("blob %s@%s: %w", r.repo, dgst, err)
 	}
 	b := &blob{r: r, dgst: dgst, size: size}
-	b.ctx = withCounters(ctx, &b.counters)
 	if size < 0 {
-		if err := b.resolveSize(); err != nil {
+		if err := b.resolveSize(ctx); err != nil {
 			return nil, fmt.Errorf("blob %s@%s: size: %w", r.repo, dgst, err)
 		}
 	}
@@ -55,8 +53,8 @@ func (b *blob) registryURL() string { return b.r.url("blobs", b.dgst.String()) }
 
 // resolveSize asks HEAD for the size, else the Content-Range total of a
 // 1-byte GET.
-func (b *blob) resolveSize() error {
-	resp, err := b.send(b.ctx, http.MethodHead, b.registryURL(), "")
+func (b *blob) resolveSize(ctx context.Context) error {
+	resp, err := b.send(ctx, http.MethodHead, b.registryURL(), "")
 	if err != nil {
 		return err
 	}
@@ -70,7 +68,7 @@ func (b *blob) resolveSize() error {
 	}
 	drainAndClose(resp.Body) // no length (or HEAD not allowed): try a GET
 
-	resp, err = b.get(b.ctx, "bytes=0-0")
+	resp, err = b.get(ctx, "bytes=0-0")
 	if err != nil {
 		return err
 	}
@@ -99,7 +97,7 @@ func (b *blob) resolveSize() error {
 			return nil
 		}
 		// No length anywhere: the body is all we can learn it from.
-		data, err := readLimited(resp, b.r.wholeLimit)
+		data, err := readLimited(resp, b.r.maxWholeBlob)
 		if err != nil {
 			return fmt.Errorf("registry sends neither length nor ranges: %w", err)
 		}
@@ -210,7 +208,7 @@ func (b *blob) wholeState() ([]byte, bool) {
 	return b.whole, b.ignoresRanges
 }
 
-func (b *blob) readAt(p []byte, off int64) (int, error) {
+func (b *blob) readAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read blob %s: negative offset %d", b.dgst, off)
 	}
@@ -224,7 +222,7 @@ func (b *blob) readAt(p []byte, off int64) (int, error) {
 	if len(want) == 0 {
 		return 0, nil
 	}
-	n, err := b.readFull(want, off)
+	n, err := b.readFull(ctx, want, off)
 	if err != nil {
 		return n, fmt.Errorf("read blob %s bytes %d-%d: %w", b.dgst, off, off+int64(len(want))-1, err)
 	}
@@ -237,12 +235,12 @@ func (b *blob) readAt(p []byte, off int64) (int, error) {
 // readFull fills p from off (p lies within the blob). The transport retries
 // until response headers; a body that breaks off is resumed here from where
 // it stopped, within the same retry policy.
-func (b *blob) readFull(p []byte, off int64) (int, error) {
+func (b *blob) readFull(ctx context.Context, p []byte, off int64) (int, error) {
 	done := 0
 	start := time.Now()
 	digestRetried := false
 	for attempt := 1; ; attempt++ {
-		n, err := b.readOnce(p[done:], off+int64(done))
+		n, err := b.readOnce(ctx, p[done:], off+int64(done))
 		done += n
 		if err == nil {
 			return done, nil
@@ -258,13 +256,13 @@ func (b *blob) readFull(p []byte, off int64) (int, error) {
 		digestRetried = digestRetried || retryDigest
 		delay := b.r.policy.backoff(attempt, rand.Float64())
 		if !(transientError(err) || retryDigest) || attempt >= b.r.policy.MaxAttempts ||
-			time.Since(start)+delay > b.r.policy.MaxElapsed || b.ctx.Err() != nil {
+			time.Since(start)+delay > b.r.policy.MaxElapsed || ctx.Err() != nil {
 			return done, err
 		}
-		b.r.log.LogAttrs(b.ctx, slog.LevelInfo, "blob read broke off, resuming",
+		b.r.log.LogAttrs(ctx, slog.LevelInfo, "blob read broke off, resuming",
 			slog.String("digest", b.dgst.String()), slog.Int64("offset", off+int64(done)),
 			slog.String("error", redactErrorText(err.Error())), slog.Int("attempt", attempt))
-		if err := sleepContext(b.ctx, delay); err != nil {
+		if err := sleepContext(ctx, delay); err != nil {
 			return done, err
 		}
 	}
@@ -280,11 +278,11 @@ func (e *requestRetriesSpent) Unwrap() error { return e.err }
 
 // readOnce serves p at off from the kept whole blob, or with one range
 // request; it returns fewer bytes only with an error.
-func (b *blob) readOnce(p []byte, off int64) (int, error) {
+func (b *blob) readOnce(ctx context.Context, p []byte, off int64) (int, error) {
 	whole, ignoresRanges := b.wholeState()
 	if whole == nil && ignoresRanges {
 		var err error
-		if whole, err = b.keepWhole(nil); err != nil {
+		if whole, err = b.keepWhole(ctx, nil); err != nil {
 			return 0, err
 		}
 	}
@@ -293,7 +291,7 @@ func (b *blob) readOnce(p []byte, off int64) (int, error) {
 	}
 
 	end := off + int64(len(p)) - 1
-	resp, err := b.get(b.ctx, fmt.Sprintf("bytes=%d-%d", off, end))
+	resp, err := b.get(ctx, fmt.Sprintf("bytes=%d-%d", off, end))
 	if err != nil {
 		return 0, &requestRetriesSpent{err: err}
 	}
@@ -307,9 +305,9 @@ func (b *blob) readOnce(p []byte, off int64) (int, error) {
 		}
 		return io.ReadFull(resp.Body, p)
 	case http.StatusOK:
-		b.r.log.LogAttrs(b.ctx, slog.LevelInfo, "server ignores Range requests for this blob; keeping it whole in memory",
+		b.r.log.LogAttrs(ctx, slog.LevelInfo, "server ignores Range requests for this blob; keeping it whole in memory",
 			slog.String("digest", b.dgst.String()), slog.Int64("size", b.size))
-		whole, err := b.keepWhole(resp)
+		whole, err := b.keepWhole(ctx, resp)
 		if err != nil {
 			return 0, err
 		}
@@ -321,8 +319,8 @@ func (b *blob) readOnce(p []byte, off int64) (int, error) {
 
 // keepWhole reads the whole blob from resp (a 200 answer to a range
 // request), or GETs it when resp is nil, verifies it and keeps it for every
-// later read. Bounded by the repository's wholeLimit.
-func (b *blob) keepWhole(resp *http.Response) ([]byte, error) {
+// later read. Bounded by Options.MaxWholeBlob.
+func (b *blob) keepWhole(ctx context.Context, resp *http.Response) ([]byte, error) {
 	if resp != nil {
 		defer resp.Body.Close()
 	}
@@ -332,12 +330,12 @@ func (b *blob) keepWhole(resp *http.Response) ([]byte, error) {
 	if whole, _ := b.wholeState(); whole != nil {
 		return whole, nil // another reader got it meanwhile
 	}
-	if b.size > b.r.wholeLimit {
-		return nil, fmt.Errorf("server ignores Range requests and the blob is %d bytes, more than the %d bytes imgfs keeps in memory for such servers", b.size, b.r.wholeLimit)
+	if b.size > b.r.maxWholeBlob {
+		return nil, fmt.Errorf("server ignores Range requests and the blob is %d bytes, more than the %d bytes imgfs keeps in memory for such servers", b.size, b.r.maxWholeBlob)
 	}
 	if resp == nil {
 		var err error
-		if resp, err = b.get(b.ctx, ""); err != nil {
+		if resp, err = b.get(ctx, ""); err != nil {
 			return nil, err
 		}
 		defer resp.Body.Close()
@@ -371,37 +369,16 @@ func (b *blob) open(ctx context.Context) (io.ReadCloser, error) {
 	if whole, _ := b.wholeState(); whole != nil {
 		return io.NopCloser(bytes.NewReader(whole)), nil
 	}
-	// Cancelled by either the caller's ctx or the blob's.
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(b.ctx, cancel)
-	release := func() { stop(); cancel() }
 	resp, err := b.get(ctx, "")
 	if err != nil {
-		release()
 		return nil, fmt.Errorf("open blob %s: %w", b.dgst, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		release()
 		return nil, fmt.Errorf("open blob %s: %w", b.dgst, responseError(resp, b.r.statusHint(resp.StatusCode)))
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength != b.size {
 		resp.Body.Close()
-		release()
 		return nil, fmt.Errorf("open blob %s: server sends %d bytes, expected %d", b.dgst, resp.ContentLength, b.size)
 	}
-	return &streamBody{body: resp.Body, release: release}, nil
-}
-
-type streamBody struct {
-	body    io.ReadCloser
-	release func()
-	once    sync.Once
-}
-
-func (s *streamBody) Read(p []byte) (int, error) { return s.body.Read(p) }
-
-func (s *streamBody) Close() error {
-	err := s.body.Close()
-	s.once.Do(s.release)
-	return err
+	return resp.Body, nil
 }

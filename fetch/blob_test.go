@@ -26,7 +26,7 @@ func randomBytes(n int, seed uint64) []byte {
 func mustReadAt(t *testing.T, b *Blob, want []byte, off, n int) {
 	t.Helper()
 	p := make([]byte, n)
-	got, err := b.ReadAt(p, int64(off))
+	got, err := b.ReadAt(context.Background(), p, int64(off))
 	if err != nil || got != n || !bytes.Equal(p, want[off:off+n]) {
 		t.Fatalf("ReadAt(%d, %d) = %d, %v; data equal %v", off, n, got, err, bytes.Equal(p[:got], want[off:off+got]))
 	}
@@ -51,13 +51,13 @@ func TestBlobReadAtRanges(t *testing.T) {
 	mustReadAt(t, b, data, len(data)-1, 1)
 
 	p := make([]byte, 10)
-	if n, err := b.ReadAt(p, int64(len(data)-4)); n != 4 || err != io.EOF || !bytes.Equal(p[:4], data[len(data)-4:]) {
+	if n, err := b.ReadAt(context.Background(), p, int64(len(data)-4)); n != 4 || err != io.EOF || !bytes.Equal(p[:4], data[len(data)-4:]) {
 		t.Errorf("read across the end = %d, %v", n, err)
 	}
-	if n, err := b.ReadAt(p, int64(len(data))); n != 0 || err != io.EOF {
+	if n, err := b.ReadAt(context.Background(), p, int64(len(data))); n != 0 || err != io.EOF {
 		t.Errorf("read at the end = %d, %v", n, err)
 	}
-	if _, err := b.ReadAt(p, -1); err == nil {
+	if _, err := b.ReadAt(context.Background(), p, -1); err == nil {
 		t.Error("negative offset accepted")
 	}
 	if n := reg.hit("blob-range"); n != 4 {
@@ -186,17 +186,17 @@ func TestBlobServerIgnoresRangeTooBig(t *testing.T) {
 	d := reg.addBlob(data)
 	reg.set(func(r *fakeRegistry) { r.ignoreRange = true })
 	opts, _ := testOptions(t)
+	opts.MaxWholeBlob = 1000
 	repo := openRepo(t, reg, opts)
-	repo.impl.wholeLimit = 1000
 	b, err := repo.OpenBlob(context.Background(), d, int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = b.ReadAt(make([]byte, 10), 0)
+	_, err = b.ReadAt(context.Background(), make([]byte, 10), 0)
 	if err == nil || !strings.Contains(err.Error(), "ignores Range") || !strings.Contains(err.Error(), d.String()) {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err = b.ReadAt(make([]byte, 10), 0); err == nil || reg.hit("blob-range") != 1 {
+	if _, err = b.ReadAt(context.Background(), make([]byte, 10), 0); err == nil || reg.hit("blob-range") != 1 {
 		t.Errorf("second read: %v, range GETs %d (want no new request)", err, reg.hit("blob-range"))
 	}
 }
@@ -211,7 +211,7 @@ func TestBlobServerIgnoresRangeCorrupt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.ReadAt(make([]byte, 10), 0); !errors.Is(err, ErrDigest) {
+	if _, err := b.ReadAt(context.Background(), make([]byte, 10), 0); !errors.Is(err, ErrDigest) {
 		t.Fatalf("err = %v, want ErrDigest", err)
 	}
 }
@@ -226,7 +226,7 @@ func TestBlobWrongContentRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := b.ReadAt(make([]byte, 100), 500)
+	n, err := b.ReadAt(context.Background(), make([]byte, 100), 500)
 	if err == nil || n != 0 || !strings.Contains(err.Error(), "Content-Range") {
 		t.Fatalf("ReadAt = %d, %v", n, err)
 	}
@@ -306,22 +306,30 @@ func TestBlobOpenStreams(t *testing.T) {
 	}
 }
 
-func TestBlobContextBoundsReads(t *testing.T) {
+// A read's context bounds that read only: a cancelled read fails, the
+// next read with a live context works, and no context is kept from open.
+func TestBlobContextBoundsOneRead(t *testing.T) {
 	reg := newFakeRegistry(t)
 	data := randomBytes(1000, 10)
 	d := reg.addBlob(data)
 	opts, _ := testOptions(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	b, err := openRepo(t, reg, opts).OpenBlob(ctx, d, int64(len(data)))
+	openCtx, cancelOpen := context.WithCancel(context.Background())
+	b, err := openRepo(t, reg, opts).OpenBlob(openCtx, d, int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	cancelOpen() // the blob outlives the context it was opened with
+	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := b.ReadAt(make([]byte, 10), 0); !errors.Is(err, context.Canceled) {
-		t.Errorf("ReadAt after cancel: %v", err)
+	if _, err := b.ReadAt(ctx, make([]byte, 10), 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("ReadAt with a cancelled context: %v", err)
 	}
-	if _, err := b.Open(context.Background()); !errors.Is(err, context.Canceled) {
-		t.Errorf("Open after the blob's ctx is cancelled: %v", err)
+	if _, err := b.Open(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Open with a cancelled context: %v", err)
+	}
+	p := make([]byte, 10)
+	if _, err := b.ReadAt(context.Background(), p, 0); err != nil || !bytes.Equal(p, data[:10]) {
+		t.Errorf("ReadAt with a live context after a cancelled one: %v", err)
 	}
 }
 
@@ -349,7 +357,7 @@ func TestBlobConcurrentReads(t *testing.T) {
 					off := r.IntN(len(data) - 1)
 					n := 1 + r.IntN(min(20_000, len(data)-off))
 					p := make([]byte, n)
-					if _, err := b.ReadAt(p, int64(off)); err != nil || !bytes.Equal(p, data[off:off+n]) {
+					if _, err := b.ReadAt(context.Background(), p, int64(off)); err != nil || !bytes.Equal(p, data[off:off+n]) {
 						errs <- err
 						return
 					}
@@ -388,7 +396,7 @@ func TestBlobReadRetriesNotMultiplied(t *testing.T) {
 			return true
 		}
 	})
-	if _, err := b.ReadAt(make([]byte, 100), 10); err == nil {
+	if _, err := b.ReadAt(context.Background(), make([]byte, 100), 10); err == nil {
 		t.Fatal("read succeeded with every range request failing")
 	}
 	// Counted where the retry layer sends them (net/http itself may resend a

@@ -8,10 +8,10 @@ import (
 
 // Limits on what we keep in memory from a registry.
 const (
-	maxManifestSize   = 4 << 20   // manifests and indexes are small; 4 MiB is generous
-	defaultMaxBlob    = 16 << 20  // FetchBlob limit when the caller gives none
-	maxWholeBlobBytes = 256 << 20 // a blob whose server ignores Range is kept whole up to this
-	maxErrorBodySize  = 64 << 10  // registry error bodies are read up to this
+	maxManifestSize     = 4 << 20   // manifests and indexes are small; 4 MiB is generous
+	defaultMaxBlob      = 16 << 20  // FetchBlob limit when the caller gives none
+	defaultMaxWholeBlob = 256 << 20 // a blob whose server ignores Range is kept whole up to this
+	maxErrorBodySize    = 64 << 10  // registry error bodies are read up to this
 )
 
 // DefaultRetryPolicy is what a zero Options.Retry means: 5 attempts within
@@ -68,6 +68,9 @@ func (o Options) withDefaults() Options {
 	o.Retry = o.Retry.withDefaults()
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.MaxWholeBlob <= 0 {
+		o.MaxWholeBlob = defaultMaxWholeBlob
 	}
 	if o.Transport == nil {
 		o.Transport = NewBaseTransport(o.Insecure)

@@ -28,13 +28,13 @@ import (
 //	          └ loggingTransport (one line per request that reaches the network)
 //	             └ countingTransport (Blob stats) └ base transport
 type repository struct {
-	repo       name.Repository
-	scheme     string // of the URLs we build; ggcr rewrites it for the registry after its ping
-	client     *http.Client
-	policy     RetryPolicy
-	log        *slog.Logger
-	anonymous  bool  // no credentials found: 401s get a hint saying so
-	wholeLimit int64 // largest blob kept in memory when its server ignores Range
+	repo         name.Repository
+	scheme       string // of the URLs we build; ggcr rewrites it for the registry after its ping
+	client       *http.Client
+	policy       RetryPolicy
+	log          *slog.Logger
+	anonymous    bool  // no credentials found: 401s get a hint saying so
+	maxWholeBlob int64 // largest blob kept in memory when its server ignores Range
 }
 
 func newRepository(ctx context.Context, repo name.Repository, opts Options) (*repository, error) {
@@ -72,12 +72,12 @@ func newRepository(ctx context.Context, repo name.Repository, opts Options) (*re
 	}
 
 	r := &repository{
-		repo:       repo,
-		scheme:     scheme,
-		policy:     opts.Retry,
-		log:        opts.Logger,
-		anonymous:  auth == authn.Anonymous,
-		wholeLimit: maxWholeBlobBytes,
+		repo:         repo,
+		scheme:       scheme,
+		policy:       opts.Retry,
+		log:          opts.Logger,
+		anonymous:    auth == authn.Anonymous,
+		maxWholeBlob: opts.MaxWholeBlob,
 	}
 	r.client = &http.Client{Transport: authed, CheckRedirect: r.checkRedirect}
 	return r, nil

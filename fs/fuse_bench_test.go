@@ -21,10 +21,7 @@ func BenchmarkFUSEWalk50k(b *testing.B) {
 			entries = append(entries, reg(fmt.Sprintf("%s/f%02d", dn, f), 100))
 		}
 	}
-	tree, err := Merge([][]index.Entry{entries}, MergeOptions{Logger: quietLogger()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	tree := Merge([][]index.Entry{entries}, MergeOptions{Logger: quietLogger()})
 	tree.Freeze()
 	requireFUSE(b)
 	b.ResetTimer()

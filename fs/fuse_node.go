@@ -18,9 +18,10 @@ import (
 
 // ContentReader reads the content of a regular file of one layer. The
 // mount holds one per layer, in manifest order; *index.Reader satisfies it.
-// It must be safe for concurrent use.
+// It must be safe for concurrent use. ctx ends when the process that
+// issued the read is gone (see readerContext).
 type ContentReader interface {
-	ReadAt(e *index.Entry, p []byte, off int64) (int, error)
+	ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64) (int, error)
 }
 
 var _ ContentReader = (*index.Reader)(nil)
@@ -150,7 +151,10 @@ func (f *fuseNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		f.m.log.Error("read: no reader for layer", "path", n.Path(), "layer", layer)
 		return nil, syscall.EIO
 	}
-	got, err := f.m.readers[layer].ReadAt(n.Entry(), buf, off)
+	fc, _ := ctx.(*fuse.Context)
+	rctx := newReaderContext(fc)
+	defer rctx.stop()
+	got, err := f.m.readers[layer].ReadAt(rctx, n.Entry(), buf, off)
 	if err != nil && !(errors.Is(err, io.EOF) && got == len(buf)) {
 		f.m.log.Error("read failed", "path", n.Path(), "layer", layer, "offset", off, "length", len(buf), "err", err)
 		return nil, syscall.EIO

@@ -26,7 +26,7 @@ import (
 // data.
 type memReader struct{ data []byte }
 
-func (r memReader) ReadAt(e *index.Entry, p []byte, off int64) (int, error) {
+func (r memReader) ReadAt(_ context.Context, e *index.Entry, p []byte, off int64) (int, error) {
 	n := copy(p, r.data[e.Offset+off:e.Offset+e.Size])
 	if n < len(p) {
 		return n, io.EOF
@@ -37,7 +37,7 @@ func (r memReader) ReadAt(e *index.Entry, p []byte, off int64) (int, error) {
 // failingReader fails every read, like a layer whose registry is down.
 type failingReader struct{}
 
-func (failingReader) ReadAt(*index.Entry, []byte, int64) (int, error) {
+func (failingReader) ReadAt(context.Context, *index.Entry, []byte, int64) (int, error) {
 	return 0, errors.New("injected failure")
 }
 
@@ -177,26 +177,26 @@ func buildTestImage(t *testing.T) testImage {
 }
 
 func TestFUSE(t *testing.T) {
-	for _, viaFusermount := range []bool{false, true} {
+	for _, method := range []MountMethod{MountDirect, MountFusermount} {
 		name := "fusermount"
-		if !viaFusermount {
+		if method == MountDirect {
 			if os.Geteuid() != 0 {
 				continue
 			}
 			name = "direct"
 		}
-		t.Run(name, func(t *testing.T) { testFUSE(t, viaFusermount) })
+		t.Run(name, func(t *testing.T) { testFUSE(t, method) })
 	}
 }
 
-func testFUSE(t *testing.T, viaFusermount bool) {
+func testFUSE(t *testing.T, method MountMethod) {
 	img := buildTestImage(t)
 	var logs syncBuffer
 	opts := MountOptions{
-		Source:        "registry.test/img:tag",
-		AllowOther:    true,
-		Logger:        slog.New(slog.NewTextHandler(&logs, nil)),
-		viaFusermount: viaFusermount,
+		Source:     "registry.test/img:tag",
+		AllowOther: true,
+		Logger:     slog.New(slog.NewTextHandler(&logs, nil)),
+		Method:     method,
 	}
 	mnt, _ := mountForTest(t, context.Background(), img.tree, img.readers, opts)
 	p := func(rel string) string { return filepath.Join(mnt, rel) }
@@ -435,7 +435,7 @@ func TestFUSEUnmountAndCancel(t *testing.T) {
 	img := buildTestImage(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	mnt, m := mountForTest(t, ctx, img.tree, img.readers, MountOptions{Logger: quietLogger(), DirectMount: os.Geteuid() == 0})
+	mnt, m := mountForTest(t, ctx, img.tree, img.readers, MountOptions{Logger: quietLogger()})
 	if f := strings.Fields(mountLine(mnt)); len(f) < 3 || f[0] != "imgfs" || f[2] != "fuse.imgfs" {
 		t.Errorf("/proc/mounts: %q", f)
 	}
@@ -464,7 +464,7 @@ func TestFUSEUnmountAndCancel(t *testing.T) {
 
 func TestFUSEExternalUnmount(t *testing.T) {
 	img := buildTestImage(t)
-	mnt, m := mountForTest(t, context.Background(), img.tree, img.readers, MountOptions{Logger: quietLogger(), viaFusermount: true})
+	mnt, m := mountForTest(t, context.Background(), img.tree, img.readers, MountOptions{Logger: quietLogger(), Method: MountFusermount})
 	if out, err := exec.Command("fusermount3", "-u", mnt).CombinedOutput(); err != nil {
 		t.Skipf("fusermount3 -u: %v %s", err, out)
 	}
@@ -599,7 +599,7 @@ func TestFUSEKernelReadahead(t *testing.T) {
 		want string
 	}{{0, "8192"}, {2048, "2048"}} {
 		mnt, _ := mountForTest(t, context.Background(), img.tree, img.readers,
-			MountOptions{Logger: quietLogger(), DirectMount: true, KernelReadAheadKB: tc.kb})
+			MountOptions{Logger: quietLogger(), Method: MountDirect, KernelReadAheadKB: tc.kb})
 		var st syscall.Stat_t
 		if err := syscall.Stat(mnt, &st); err != nil {
 			t.Fatal(err)

@@ -47,10 +47,7 @@ func (w *warnCounter) count() int { return bytes.Count(w.buf.Bytes(), []byte("le
 
 func mustMerge(t testing.TB, layers ...[]index.Entry) *Tree {
 	t.Helper()
-	tree, err := Merge(layers, MergeOptions{Logger: quietLogger()})
-	if err != nil {
-		t.Fatalf("Merge: %v", err)
-	}
+	tree := Merge(layers, MergeOptions{Logger: quietLogger()})
 	checkInvariants(t, tree)
 	return tree
 }

@@ -42,7 +42,7 @@ type MergeOptions struct {
 //     entry needs a parent directory is replaced by an implied directory.
 //   - Inode numbers are assigned in sorted depth-first order from 1 (the
 //     root), so the same layers always give the same numbers.
-func Merge(layers [][]index.Entry, opts MergeOptions) (*Tree, error) {
+func Merge(layers [][]index.Entry, opts MergeOptions) *Tree {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -68,7 +68,7 @@ func Merge(layers [][]index.Entry, opts MergeOptions) (*Tree, error) {
 	}
 	t := &Tree{root: root, nextIno: RootIno}
 	t.finish(root)
-	return t, nil
+	return t
 }
 
 const slabSize = 4096
@@ -169,7 +169,7 @@ func (m *merger) applyMarkers(entries []index.Entry) {
 		if e.Type != index.TypeWhiteout && e.Type != index.TypeOpaque {
 			continue
 		}
-		p, ok := cleanPath(e.Name)
+		p, ok := index.CleanPath(e.Name)
 		if !ok {
 			m.warn("whiteout escapes the root; dropped", e)
 			continue
@@ -200,7 +200,7 @@ func (m *merger) addEntries(entries []index.Entry) {
 			m.warn("unknown entry type; dropped", e, "type", e.Type)
 			continue
 		}
-		p, ok := cleanPath(e.Name)
+		p, ok := index.CleanPath(e.Name)
 		if !ok {
 			m.warn("path escapes the root; dropped", e)
 			continue
@@ -232,7 +232,7 @@ func (m *merger) addEntries(entries []index.Entry) {
 }
 
 func (m *merger) addHardlink(e *index.Entry, p, base string, parent *Node) {
-	target, ok := cleanPath(e.Linkname)
+	target, ok := index.CleanPath(e.Linkname)
 	switch {
 	case !ok:
 		m.warn("hardlink target escapes the root; dropped", e, "target", e.Linkname)

@@ -33,11 +33,8 @@ type MountOptions struct {
 	// multi-user host with AllowOther, turn it on to keep files the image
 	// protects (0600, 0700) from other users.
 	DefaultPermissions bool
-	// DirectMount mounts with mount(2) instead of the fusermount helper
-	// (no exec, works where fusermount is not installed); it needs root and
-	// is turned on by itself when running as root. When it fails,
-	// fusermount is tried.
-	DirectMount bool
+	// Method is how the kernel mount is made; see MountMethod.
+	Method MountMethod
 
 	EntryTimeout  time.Duration // kernel caching of names and of missing names; 0: 1h
 	AttrTimeout   time.Duration // kernel caching of attributes; 0: 1h
@@ -55,9 +52,21 @@ type MountOptions struct {
 
 	Debug  bool         // log every FUSE request
 	Logger *slog.Logger // nil: slog.Default()
-
-	viaFusermount bool // tests: use fusermount even as root
 }
+
+// MountMethod says how the kernel mount is made.
+type MountMethod int
+
+const (
+	// MountAuto: mount(2) as root (no exec, works where fusermount3 is not
+	// installed), falling back to fusermount3; fusermount3 otherwise.
+	MountAuto MountMethod = iota
+	// MountDirect: mount(2) only (needs root).
+	MountDirect
+	// MountFusermount: the fusermount3 helper, as an unprivileged user
+	// mounts, even as root.
+	MountFusermount
+)
 
 // Mounted is a live mount.
 type Mounted struct {
@@ -124,10 +133,13 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 			MaxWrite:      maxRead, // also max_read: the largest READ the kernel sends
 			MaxReadAhead:  readAhead,
 			MaxBackground: background,
-			DirectMount:   !opts.viaFusermount && (opts.DirectMount || os.Geteuid() == 0),
-			Debug:         opts.Debug,
-			Logger:        slog.NewLogLogger(log.Handler(), fuseLogLevel(ctx, log, opts.Debug)),
-			EnableLocks:   false,
+			DirectMount:   opts.Method == MountDirect || opts.Method == MountAuto && os.Geteuid() == 0,
+			// A direct mount that fails falls back to fusermount3 unless
+			// mount(2) was asked for explicitly.
+			DirectMountStrict: opts.Method == MountDirect,
+			Debug:             opts.Debug,
+			Logger:            slog.NewLogLogger(log.Handler(), fuseLogLevel(ctx, log, opts.Debug)),
+			EnableLocks:       false,
 			// Symlinks never change: let the kernel cache their targets.
 			EnableSymlinkCaching: true,
 		},
@@ -183,9 +195,6 @@ func orDefault(d, def time.Duration) time.Duration {
 	}
 	return d
 }
-
-// Dir is the mount point.
-func (m *Mounted) Dir() string { return m.dir }
 
 // Wait blocks until the file system is unmounted, by Unmount or from
 // outside (fusermount -u, umount).

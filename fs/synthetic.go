@@ -41,7 +41,7 @@ func (t *Tree) add(p string, typ index.EntryType, linkname string, content []byt
 	if t.frozen {
 		return nil, fmt.Errorf("add %s: %w", p, ErrFrozen)
 	}
-	clean, ok := cleanPath(p)
+	clean, ok := index.CleanPath(p)
 	if !ok || clean == "" {
 		return nil, fmt.Errorf("add %q: %w", p, iofs.ErrInvalid)
 	}

@@ -62,9 +62,6 @@ func (t *Tree) Len() int { return t.count }
 // counted once).
 func (t *Tree) FileBytes() int64 { return t.fileBytes }
 
-// Frozen reports whether the tree has been frozen.
-func (t *Tree) Frozen() bool { return t.frozen }
-
 // Freeze makes the tree immutable: further Add* calls fail. It is
 // idempotent.
 func (t *Tree) Freeze() { t.frozen = true }
@@ -72,7 +69,7 @@ func (t *Tree) Freeze() { t.frozen = true }
 // Lookup finds a path. Leading "/" or "./" and repeated slashes are
 // accepted; "" and "/" are the root. Symlinks are not followed.
 func (t *Tree) Lookup(p string) (*Node, bool) {
-	clean, ok := cleanPath(p)
+	clean, ok := index.CleanPath(p)
 	if !ok {
 		return nil, false
 	}
@@ -242,4 +239,14 @@ func typeBits(t index.EntryType) uint32 {
 		return syscall.S_IFIFO
 	}
 	return syscall.S_IFREG
+}
+
+// splitPath splits a clean, non-root path into its directory ("" for the
+// root) and last component.
+func splitPath(p string) (dir, base string) {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return "", p
+	}
+	return p[:i], p[i+1:]
 }

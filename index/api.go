@@ -51,9 +51,12 @@ import (
 )
 
 // Blob is how the index reads a layer: random access plus its size. The
-// fetch package's *fetch.Blob satisfies it; tests use bytes.Reader wrappers.
+// fetch package's *fetch.Blob satisfies it; tests use in-memory blobs.
+// ReadAt follows io.ReaderAt (n < len(p) only with an error) and gives up
+// when ctx ends: the context of the read that needs the bytes, so that an
+// interrupted read does not leave a fetch running for nobody.
 type Blob interface {
-	io.ReaderAt
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 	Size() int64
 }
 
@@ -63,11 +66,17 @@ type Streamer interface {
 	Open(ctx context.Context) (io.ReadCloser, error)
 }
 
-// SpanCache holds decoded spans. Keys are opaque strings, unique per layer
-// and span. Implementations must be safe for concurrent use. The mount brings
-// an LRU with a disk tier; NewMemoryCache is a simple bounded one.
+// SpanCache holds decoded spans. Keys are opaque strings naming the
+// verified content of a span (see Reader); implementations must be safe
+// for concurrent use. *cache.Cache (package index/cache: a memory LRU with
+// a disk tier) is the one the project uses.
 type SpanCache interface {
+	// Get returns a span's bytes, counting a hit or a miss.
 	Get(key string) ([]byte, bool)
+	// Contains answers "is it there?" without reading, promoting or
+	// counting anything: readahead and run planning ask it.
+	Contains(key string) bool
+	// Put stores a span; the cache keeps data as is (no copy).
 	Put(key string, data []byte)
 }
 

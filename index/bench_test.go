@@ -95,8 +95,8 @@ func BenchmarkReadColdSpan(b *testing.B) {
 	b.SetBytes(s.ULen)
 	blob := newMemBlob(gz)
 	for b.Loop() {
-		r := ix.NewReader(blob, NewMemoryCache(0))
-		data, err := r.decoded(len(ix.Spans)/2, len(ix.Spans)/2)
+		r := ix.NewReader(blob, newCache(0), ReaderOptions{})
+		data, err := r.load(context.Background(), len(ix.Spans)/2, len(ix.Spans)/2, 1, false)
 		if err != nil || !bytes.Equal(data[0], tarData[s.UOff:s.end()]) {
 			b.Fatal("bad span", err)
 		}
@@ -129,7 +129,7 @@ func syntheticIndex(n int) *Index {
 		ix.Entries = append(ix.Entries, e)
 	}
 	ix.usize, ix.blobSize = off+1024, off+1024
-	ix.Spans = []Span{{UOff: 0, ULen: ix.usize, COff: 0, CLen: ix.usize, Kind: SpanRaw, Window: -1}}
+	ix.Spans = rawSpans(ix.usize)
 	return ix
 }
 
@@ -185,13 +185,13 @@ func BenchmarkColdSequentialRead(b *testing.B) {
 			b.SetBytes(e.Size)
 			p := make([]byte, 128<<10)
 			for b.Loop() {
-				r := ix.NewReaderWithOptions(newMemBlob(gz.Bytes()), NewMemoryCache(64<<20), ReaderOptions{Readahead: ra})
+				r := ix.NewReader(newMemBlob(gz.Bytes()), newCache(64<<20), ReaderOptions{Readahead: ra})
 				for off := int64(0); off < e.Size; off += int64(len(p)) {
-					if _, err := r.ReadAt(e, p, off); err != nil && err != io.EOF {
+					if _, err := r.ReadAt(context.Background(), e, p, off); err != nil && err != io.EOF {
 						b.Fatal(err)
 					}
 				}
-				r.ra.wait()
+				r.ra.wg.Wait()
 			}
 		})
 	}

@@ -53,7 +53,7 @@ func Build(ctx context.Context, opts Options) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	if b.format, err = detectFormat(opts.Layer.Format, b.blob, b.log); err != nil {
+	if b.format, err = detectFormat(ctx, opts.Layer.Format, b.blob, b.log); err != nil {
 		return nil, fmt.Errorf("index layer %s: %w", opts.Layer.Digest, err)
 	}
 	var ix *Index
@@ -100,13 +100,13 @@ func newBuilder(opts Options) (*builder, error) {
 // zstd too, so magic bytes cannot tell them apart) and checks the magic
 // bytes otherwise: registries do serve layers whose media type lies about
 // their compression (schema 1, old tools).
-func detectFormat(declared manifest.Format, blob Blob, log *slog.Logger) (manifest.Format, error) {
+func detectFormat(ctx context.Context, declared manifest.Format, blob Blob, log *slog.Logger) (manifest.Format, error) {
 	switch declared {
 	case manifest.FormatEstargz, manifest.FormatZstdChunked, manifest.FormatForeign:
 		return declared, nil
 	}
 	head := make([]byte, 512)
-	n, err := blob.ReadAt(head, 0)
+	n, err := blob.ReadAt(ctx, head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read first bytes: %w", err)
 	}
@@ -149,5 +149,14 @@ func (b *builder) stream(ctx context.Context) (io.Reader, func(), error) {
 		}
 		return rc, func() { rc.Close() }, nil
 	}
-	return io.NewSectionReader(b.blob, 0, b.blob.Size()), func() {}, nil
+	return io.NewSectionReader(boundReaderAt{ctx, b.blob}, 0, b.blob.Size()), func() {}, nil
 }
+
+// boundReaderAt reads a Blob as an io.ReaderAt for the span of one
+// operation (a build), for library code that takes one.
+type boundReaderAt struct {
+	ctx  context.Context
+	blob Blob
+}
+
+func (r boundReaderAt) ReadAt(p []byte, off int64) (int, error) { return r.blob.ReadAt(r.ctx, p, off) }

@@ -25,7 +25,7 @@ import (
 // itself is not checked: that would need the whole blob.
 func buildEstargz(ctx context.Context, b *builder) (*Index, error) {
 	size := b.blob.Size()
-	tocOff, footerSize, err := estargzFooter(b.blob)
+	tocOff, footerSize, err := estargzFooter(ctx, b.blob)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +39,7 @@ func buildEstargz(ctx context.Context, b *builder) (*Index, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	comp, err := readRange(b.blob, tocOff, tocLen, "eStargz TOC")
+	comp, err := readRange(ctx, b.blob, tocOff, tocLen, "eStargz TOC")
 	if err != nil {
 		return nil, err
 	}
@@ -58,12 +58,12 @@ func buildEstargz(ctx context.Context, b *builder) (*Index, error) {
 // estargzFooter reads the last estargz.FooterSize bytes of the blob and
 // returns the TOC offset and the footer's size, as estargz.OpenFooter does
 // but keeping read errors apart from "not an eStargz blob".
-func estargzFooter(blob Blob) (tocOff, footerSize int64, err error) {
+func estargzFooter(ctx context.Context, blob Blob) (tocOff, footerSize int64, err error) {
 	size := blob.Size()
 	if size < estargz.FooterSize {
 		return 0, 0, fmt.Errorf("%d-byte blob is too small for an eStargz footer: %w", size, ErrUnsupported)
 	}
-	footer, err := readRange(blob, size-estargz.FooterSize, estargz.FooterSize, "eStargz footer")
+	footer, err := readRange(ctx, blob, size-estargz.FooterSize, estargz.FooterSize, "eStargz footer")
 	if err != nil {
 		return 0, 0, err
 	}

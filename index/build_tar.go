@@ -80,7 +80,7 @@ func (w *windowReader) fill() error {
 		w.win = make([]byte, n)
 	}
 	w.win = w.win[:n]
-	got, err := w.blob.ReadAt(w.win, w.pos)
+	got, err := w.blob.ReadAt(w.ctx, w.win, w.pos)
 	if got < len(w.win) {
 		if err == nil || errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
@@ -119,11 +119,6 @@ func (w *windowReader) Seek(offset int64, whence int) (int64, error) {
 // (registries answer in milliseconds, so small requests cap throughput);
 // a small file still costs one request.
 const rawSpanSize = 4 << 20
-
-// directRawSpan is the size above which a raw span is read directly, only
-// the bytes asked for: indexes of older versions describe a whole layer as
-// one raw span.
-const directRawSpan = 2 * rawSpanSize
 
 func rawSpans(size int64) []Span {
 	spans := make([]Span, 0, (size+rawSpanSize-1)/rawSpanSize)

@@ -2,6 +2,7 @@ package index
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,12 +22,12 @@ const (
 )
 
 // readRange reads blob[off:off+n] with one ReadAt.
-func readRange(blob Blob, off, n int64, what string) ([]byte, error) {
+func readRange(ctx context.Context, blob Blob, off, n int64, what string) ([]byte, error) {
 	if off < 0 || n < 0 || off > blob.Size()-n {
 		return nil, fmt.Errorf("%s at %d+%d is outside the %d-byte blob: %w", what, off, n, blob.Size(), ErrCorrupt)
 	}
 	buf := make([]byte, n)
-	got, err := blob.ReadAt(buf, off)
+	got, err := blob.ReadAt(ctx, buf, off)
 	if got == len(buf) {
 		return buf, nil
 	}

@@ -50,7 +50,7 @@ func buildZstdChunked(ctx context.Context, b *builder) (*Index, error) {
 		pos, err = parseTOCPosition(ann[posKey])
 	} else {
 		b.log.Warn("zstd:chunked layer has no manifest-position annotation; reading the TOC position from the footer")
-		pos, err = zstdChunkedFooter(b.blob)
+		pos, err = zstdChunkedFooter(ctx, b.blob)
 	}
 	if err != nil {
 		return nil, err
@@ -66,7 +66,7 @@ func buildZstdChunked(ctx context.Context, b *builder) (*Index, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	comp, err := readRange(b.blob, pos.offset, pos.length, "zstd:chunked TOC")
+	comp, err := readRange(ctx, b.blob, pos.offset, pos.length, "zstd:chunked TOC")
 	if err != nil {
 		return nil, err
 	}
@@ -117,13 +117,13 @@ func parseTOCPosition(s string) (tocPosition, error) {
 }
 
 // zstdChunkedFooter reads the footer at the end of the blob.
-func zstdChunkedFooter(blob Blob) (tocPosition, error) {
+func zstdChunkedFooter(ctx context.Context, blob Blob) (tocPosition, error) {
 	size := blob.Size()
 	n := min(size, zstdChunkedFooterSize)
 	if n < zstdChunkedFooterSizeOld {
 		return tocPosition{}, fmt.Errorf("%d-byte blob is too small for a zstd:chunked footer: %w", size, ErrUnsupported)
 	}
-	tail, err := readRange(blob, size-n, n, "zstd:chunked footer")
+	tail, err := readRange(ctx, blob, size-n, n, "zstd:chunked footer")
 	if err != nil {
 		return tocPosition{}, err
 	}

@@ -44,14 +44,14 @@ func TestSharedCacheKeysNameTheTOC(t *testing.T) {
 			}
 			return ix, regularEntries(ix)[0]
 		}
-		shared := NewMemoryCache(64 << 20) // stands for the mount's memory + disk cache
+		shared := newCache(64 << 20) // stands for the mount's memory + disk cache
 		hix, he := open(hostileOpts)
 		buf := make([]byte, len(evil))
-		if _, err := hix.NewReader(hostileOpts.Blob, shared).ReadAt(he, buf, 0); err != nil {
+		if _, err := hix.NewReader(hostileOpts.Blob, shared, ReaderOptions{}).ReadAt(context.Background(), he, buf, 0); err != nil {
 			t.Fatal(err)
 		}
 		lix, le := open(legitOpts)
-		if _, err := lix.NewReader(legitOpts.Blob, shared).ReadAt(le, buf, 0); err != nil {
+		if _, err := lix.NewReader(legitOpts.Blob, shared, ReaderOptions{}).ReadAt(context.Background(), le, buf, 0); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(buf, good) {

@@ -27,13 +27,15 @@ import (
 // bit, decoded length, compressed offset and length, window+1, skip, digest
 // if checked), windows (count, bytes). Strings are a length and bytes.
 //
-// Version 2 added Span.Skip (TOC formats).
+// Version 2 added Span.Skip (TOC formats). Version 3 describes
+// uncompressed layers in raw spans of rawSpanSize (earlier versions used one
+// raw span for the whole layer) and eStargz prefetch landmarks.
 //
 // Bump indexVersion whenever the payload changes meaning; older or newer
 // files are then rebuilt rather than misread.
 const (
 	indexMagic   = "IMGFSIDX"
-	indexVersion = 2
+	indexVersion = 3
 	headerLen    = len(indexMagic) + 4
 )
 
@@ -169,8 +171,45 @@ func (e *encoder) bytes(b []byte)   { e.uvarint(uint64(len(b))); e.buf = append(
 
 // decodeIndex parses an index file. Every length and count is checked
 // against the bytes present, so a damaged or hostile file yields an error,
-// not a panic or a huge allocation.
+// not a panic or a huge allocation. It mirrors encodeIndex: header, meta,
+// string table, entries, spans, windows; then the invariants.
 func decodeIndex(data []byte) (*Index, error) {
+	body, err := checkIndexFile(data)
+	if err != nil {
+		return nil, err
+	}
+	d := &decoder{buf: body, pos: headerLen}
+	ix := &Index{}
+	d.header(ix)
+	ix.Meta = d.meta()
+	table := d.stringTable()
+	ix.Entries = d.entries(table)
+	ix.Spans = d.spans()
+	ix.windows = d.windows()
+	if d.err == nil && d.pos != len(d.buf) {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("index file: %w", d.err)
+	}
+	if err := ix.Layer.Validate(); err != nil {
+		return nil, fmt.Errorf("index file: layer digest: %w: %w", err, ErrCorrupt)
+	}
+	if err := ix.validate(); err != nil {
+		return nil, fmt.Errorf("index file: %w", err)
+	}
+	for i := range ix.Entries {
+		e := &ix.Entries[i]
+		if !isCleanName(e.Name) || e.Type == TypeHardlink && !isCleanName(e.Linkname) {
+			return nil, fmt.Errorf("index file: entry %q is not a clean relative path: %w", e.Name, ErrCorrupt)
+		}
+	}
+	return ix, nil
+}
+
+// checkIndexFile checks the magic, version and checksum, and returns the
+// file without its checksum.
+func checkIndexFile(data []byte) ([]byte, error) {
 	if len(data) < headerLen+sha256.Size || string(data[:len(indexMagic)]) != indexMagic {
 		return nil, fmt.Errorf("not an imgfs index file: %w", ErrCorrupt)
 	}
@@ -181,8 +220,10 @@ func decodeIndex(data []byte) (*Index, error) {
 	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
 		return nil, fmt.Errorf("index file checksum mismatch: %w", ErrCorrupt)
 	}
-	d := &decoder{buf: body, pos: headerLen}
-	ix := &Index{}
+	return body, nil
+}
+
+func (d *decoder) header(ix *Index) {
 	ix.Layer = digest.Digest(d.str())
 	ix.Format = manifest.Format(d.str())
 	flags := d.uvarint()
@@ -190,42 +231,56 @@ func decodeIndex(data []byte) (*Index, error) {
 	ix.SpanSize = d.int64()
 	ix.usize = d.int64()
 	ix.blobSize = d.int64()
+}
 
-	if n := d.count(2); n > 0 {
-		ix.Meta = make(map[string]string, n)
-		for range n {
-			k := d.str()
-			ix.Meta[k] = d.str()
-		}
+func (d *decoder) meta() map[string]string {
+	n := d.count(2)
+	if n == 0 {
+		return nil
 	}
+	m := make(map[string]string, n)
+	for range n {
+		k := d.str()
+		m[k] = d.str()
+	}
+	return m
+}
 
+func (d *decoder) stringTable() []string {
 	table := make([]string, d.count(1))
 	for i := range table {
 		table[i] = d.str()
 	}
-	tableStr := func() string {
-		i := d.uvarint()
-		if i >= uint64(len(table)) {
-			d.fail("string index out of range")
-			return ""
-		}
-		return table[i]
-	}
+	return table
+}
 
-	if n := d.count(10); n > 0 {
-		ix.Entries = make([]Entry, n)
+// tableStr reads an index into the string table.
+func (d *decoder) tableStr(table []string) string {
+	i := d.uvarint()
+	if i >= uint64(len(table)) {
+		d.fail("string index out of range")
+		return ""
 	}
+	return table[i]
+}
+
+func (d *decoder) entries(table []string) []Entry {
+	n := d.count(10)
+	if n == 0 {
+		d.uvarint() // the (zero) name bytes total
+		return nil
+	}
+	entries := make([]Entry, n)
 	// Names are rebuilt into one arena and sliced from one string: one
 	// allocation for all of them. The stated total is only a capacity hint,
 	// bounded so a hostile value cannot allocate much.
-	arena := make([]byte, 0, min(d.uvarint(), uint64(len(ix.Entries))*maxPathLen, 1<<30))
-	bounds := make([]int, len(ix.Entries)+1)
+	arena := make([]byte, 0, min(d.uvarint(), uint64(n)*maxPathLen, 1<<30))
+	bounds := make([]int, n+1)
 	prevStart, prevOff := 0, int64(0)
-	for i := range ix.Entries {
+	for i := range entries {
 		if d.err != nil {
 			break
 		}
-		en := &ix.Entries[i]
 		shared := d.uvarint()
 		suffix := d.raw()
 		start := len(arena)
@@ -237,53 +292,67 @@ func decodeIndex(data []byte) (*Index, error) {
 		arena = append(arena, suffix...)
 		bounds[i+1] = len(arena)
 		prevStart = start
-		en.Type = EntryType(d.byte())
-		en.Mode = d.uint32()
-		en.UID = d.uint32()
-		en.GID = d.uint32()
-		en.Uname = tableStr()
-		en.Gname = tableStr()
-		sec := d.varint()
-		nsec := d.uvarint()
-		if nsec >= 1e9 {
-			d.fail("bad nanoseconds")
-		}
-		en.ModTime = time.Unix(sec, int64(nsec))
-		switch en.Type {
-		case TypeReg:
-			en.Size = d.int64()
-			en.Offset = prevOff + d.varint()
-			prevOff = en.Offset
-		case TypeSymlink, TypeHardlink:
-			en.Linkname = d.str()
-		case TypeChar, TypeBlock:
-			en.Devmajor = d.uint32()
-			en.Devminor = d.uint32()
-		}
-		if n := d.count(2); n > 0 {
-			en.Xattrs = make(map[string]string, n)
-			for range n {
-				k := tableStr()
-				en.Xattrs[k] = d.str()
-			}
-		}
+		prevOff = d.entry(&entries[i], table, prevOff)
 	}
-	if d.err == nil {
-		names := string(arena)
-		for i := range ix.Entries {
-			ix.Entries[i].Name = names[bounds[i]:bounds[i+1]]
-		}
+	if d.err != nil {
+		return nil
 	}
+	names := string(arena)
+	for i := range entries {
+		entries[i].Name = names[bounds[i]:bounds[i+1]]
+	}
+	return entries
+}
 
-	if n := d.count(8); n > 0 {
-		ix.Spans = make([]Span, n)
+// entry reads one entry's fields after its name; prevOff is the content
+// offset of the previous regular file (offsets are stored as deltas) and
+// the updated one is returned.
+func (d *decoder) entry(en *Entry, table []string, prevOff int64) int64 {
+	en.Type = EntryType(d.byte())
+	en.Mode = d.uint32()
+	en.UID = d.uint32()
+	en.GID = d.uint32()
+	en.Uname = d.tableStr(table)
+	en.Gname = d.tableStr(table)
+	sec := d.varint()
+	nsec := d.uvarint()
+	if nsec >= 1e9 {
+		d.fail("bad nanoseconds")
 	}
+	en.ModTime = time.Unix(sec, int64(nsec))
+	switch en.Type {
+	case TypeReg:
+		en.Size = d.int64()
+		en.Offset = prevOff + d.varint()
+		prevOff = en.Offset
+	case TypeSymlink, TypeHardlink:
+		en.Linkname = d.str()
+	case TypeChar, TypeBlock:
+		en.Devmajor = d.uint32()
+		en.Devminor = d.uint32()
+	}
+	if n := d.count(2); n > 0 {
+		en.Xattrs = make(map[string]string, n)
+		for range n {
+			k := d.tableStr(table)
+			en.Xattrs[k] = d.str()
+		}
+	}
+	return prevOff
+}
+
+func (d *decoder) spans() []Span {
+	n := d.count(8)
+	if n == 0 {
+		return nil
+	}
+	spans := make([]Span, n)
 	var u int64
-	for i := range ix.Spans {
+	for i := range spans {
 		if d.err != nil {
 			break
 		}
-		s := &ix.Spans[i]
+		s := &spans[i]
 		s.Kind = SpanKind(d.byte())
 		s.Check = SpanCheck(d.byte())
 		s.Bit = d.byte()
@@ -305,56 +374,19 @@ func decodeIndex(data []byte) (*Index, error) {
 			d.fail("span lengths overflow")
 		}
 	}
-
-	if n := d.count(1); n > 0 {
-		ix.windows = make([][]byte, n)
-	}
-	for i := range ix.windows {
-		ix.windows[i] = bytes.Clone(d.raw())
-	}
-	if d.err == nil && d.pos != len(d.buf) {
-		d.fail("trailing bytes")
-	}
-	if d.err != nil {
-		return nil, fmt.Errorf("index file: %w", d.err)
-	}
-	if err := ix.Layer.Validate(); err != nil {
-		return nil, fmt.Errorf("index file: layer digest: %w: %w", err, ErrCorrupt)
-	}
-	if err := ix.validate(); err != nil {
-		return nil, fmt.Errorf("index file: %w", err)
-	}
-	for i := range ix.Entries {
-		e := &ix.Entries[i]
-		if !validName(e.Name) || e.Type == TypeHardlink && !validName(e.Linkname) {
-			return nil, fmt.Errorf("index file: entry %q is not a clean relative path: %w", e.Name, ErrCorrupt)
-		}
-	}
-	return ix, nil
+	return spans
 }
 
-// validName reports whether name is a path as cleanPath produces it, so a
-// damaged index file cannot bring ".." into the merged tree. It scans
-// without allocating: it runs for every entry of every loaded index.
-func validName(name string) bool {
-	if len(name) > maxPathLen {
-		return false
+func (d *decoder) windows() [][]byte {
+	n := d.count(1)
+	if n == 0 {
+		return nil
 	}
-	start := 0
-	for i := 0; i <= len(name); i++ {
-		if i < len(name) && name[i] != '/' {
-			if name[i] == 0 {
-				return false
-			}
-			continue
-		}
-		switch name[start:i] {
-		case "", ".", "..":
-			return name == ""
-		}
-		start = i + 1
+	windows := make([][]byte, n)
+	for i := range windows {
+		windows[i] = bytes.Clone(d.raw())
 	}
-	return true
+	return windows
 }
 
 // decoder reads the payload; the first error sticks and later reads

@@ -34,7 +34,7 @@ func FuzzTarWalk(f *testing.F) {
 			return
 		}
 		for _, e := range ix.Entries {
-			if !validName(e.Name) || e.Type == TypeHardlink && !validName(e.Linkname) {
+			if !isCleanName(e.Name) || e.Type == TypeHardlink && !isCleanName(e.Linkname) {
 				t.Fatalf("walker produced an unclean name %q -> %q", e.Name, e.Linkname)
 			}
 		}
@@ -59,10 +59,10 @@ func FuzzGzipBuild(f *testing.F) {
 		if err != nil {
 			return
 		}
-		r := ix.NewReader(newMemBlob(data), nil)
+		r := ix.NewReader(newMemBlob(data), newCache(defaultTestCache), ReaderOptions{})
 		for _, e := range ix.Entries {
 			if e.Type == TypeReg && e.Size > 0 {
-				if _, err := r.ReadAt(&e, make([]byte, min(e.Size, 1<<20)), 0); err != nil {
+				if _, err := r.ReadAt(context.Background(), &e, make([]byte, min(e.Size, 1<<20)), 0); err != nil {
 					t.Fatalf("read %q from an accepted layer: %v", e.Name, err)
 				}
 			}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgfs/imgfs/index/cache"
 	"github.com/imgfs/imgfs/manifest"
 	digest "github.com/opencontainers/go-digest"
 )
@@ -37,7 +38,7 @@ func newMemBlob(data []byte) *memBlob { return &memBlob{data: data} }
 
 func (b *memBlob) Size() int64 { return int64(len(b.data)) }
 
-func (b *memBlob) ReadAt(p []byte, off int64) (int, error) {
+func (b *memBlob) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
 	call := b.reads.Add(1)
 	b.bytes.Add(int64(len(p)))
 	if off < 0 {
@@ -70,6 +71,19 @@ type streamBlob struct {
 func (b *streamBlob) Open(ctx context.Context) (io.ReadCloser, error) {
 	b.opened.Add(1)
 	return io.NopCloser(bytes.NewReader(b.data)), nil
+}
+
+// defaultTestCache is the memory bound of the span cache tests use when
+// they do not care.
+const defaultTestCache = 64 << 20
+
+// newCache returns a memory-only span cache of maxBytes.
+func newCache(maxBytes int64) SpanCache {
+	c, err := cache.New(cache.Options{MemoryBytes: maxBytes, Logger: quietLogger()})
+	if err != nil {
+		panic(err) // a memory-only cache cannot fail
+	}
+	return c
 }
 
 func sha(data []byte) digest.Digest { return digest.FromBytes(data) }
@@ -224,7 +238,7 @@ func extract(t testing.TB, tarData []byte) map[string][]byte {
 			if err != nil {
 				t.Fatalf("reference extraction: %v", err)
 			}
-			name, _ := cleanPath(hdr.Name)
+			name, _ := CleanPath(hdr.Name)
 			out[name] = data
 		}
 	}

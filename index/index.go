@@ -57,9 +57,6 @@ func (ix *Index) Close() error {
 // uncompressed tar for tar, gzip and zstd layers).
 func (ix *Index) UncompressedSize() int64 { return ix.usize }
 
-// BlobSize is the size of the blob the index was built from.
-func (ix *Index) BlobSize() int64 { return ix.blobSize }
-
 // Verified reports whether every byte served through this index is checked
 // against a digest that the manifest pins. It is false for uncompressed tar
 // layers: the layer digest covers the whole blob, and checking it would mean
@@ -81,6 +78,9 @@ func (ix *Index) validate() error {
 		}
 		switch s.Kind { // a new SpanKind adds its invariants here
 		case SpanRaw:
+			if err := spanBounds(i, s); err != nil {
+				return err
+			}
 			if s.CLen != s.ULen || s.Check != CheckNone || s.Bit != 0 || s.Skip != 0 {
 				return fmt.Errorf("raw span %d: compressed and decoded lengths differ: %w", i, ErrCorrupt)
 			}

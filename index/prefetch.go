@@ -2,7 +2,6 @@ package index
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 )
@@ -39,38 +38,23 @@ func (r *Reader) Prefetch(ctx context.Context) error {
 		return err
 	}
 	spans := r.ix.Spans
-	// Unlike a read's run, a prefetch run has no span count limit: nothing
-	// waits for it. maxRunBytes still bounds each request.
 	last := spanAt(spans, end-1)
-	for i, attempt := 0, 0; i <= last; {
+	for i := 0; i <= last; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		key := r.key(i)
-		if _, ok := r.cache.Get(key); ok {
+		if r.cache.Contains(r.key(i)) {
 			i++
 			continue
 		}
-		// Through the read path's singleflight group: a read of span i
-		// waits for this fetch instead of repeating it, and this joins a
-		// read or readahead of span i already in flight.
-		v, err, _ := r.group.Do(key, func() (any, error) {
-			if data, ok := r.cache.Get(key); ok && int64(len(data)) == spans[i].ULen {
-				return [][]byte{data}, nil
-			}
-			return r.fetchRun(i, r.runEnd(i, last, len(spans)))
-		})
-		var bg *readaheadError
-		if errors.As(err, &bg) && attempt < 2 { // joined a failed readahead: fetch ourselves
-			attempt++
-			continue
-		}
+		// Unlike a read's run, a prefetch run has no span count limit:
+		// nothing waits for it. maxRunBytes still bounds each request.
+		v, err := r.load(ctx, i, last, len(spans), true)
 		if err != nil {
 			return fmt.Errorf("layer %s: prefetch prioritized files (stream offset %d): %w", r.ix.Layer, spans[i].UOff, err)
 		}
 		// A joined fetch may have covered fewer spans than this one would.
-		i += len(v.([][]byte))
-		attempt = 0
+		i += len(v)
 	}
 	return nil
 }

@@ -101,7 +101,7 @@ func TestPrefetchLandmark(t *testing.T) {
 	}
 
 	blob := newMemBlob(l.blob)
-	r := ix.NewReaderWithOptions(blob, nil, ReaderOptions{Readahead: -1})
+	r := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{Readahead: -1})
 	if err := r.Prefetch(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestPrefetchLandmark(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	r2 := ix.NewReader(newMemBlob(l.blob), nil)
+	r2 := ix.NewReader(newMemBlob(l.blob), newCache(defaultTestCache), ReaderOptions{})
 	if err := r2.Prefetch(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Prefetch with a cancelled context: %v", err)
 	}
@@ -148,7 +148,7 @@ func TestPrefetchJoinsCachedGaps(t *testing.T) {
 	// Read the middle prioritized file first: Prefetch then fetches the
 	// runs before and after it, and nothing twice.
 	blob := newMemBlob(l.blob)
-	r := ix.NewReaderWithOptions(blob, nil, ReaderOptions{Readahead: -1})
+	r := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{Readahead: -1})
 	mid := entryNamed(t, ix, prioritizedFiles[1])
 	checkRead(t, r, mid, contents[mid.Name], make([]byte, mid.Size), 0)
 	blob.resetCounts()
@@ -184,7 +184,7 @@ func TestPrefetchWithoutLandmark(t *testing.T) {
 			t.Fatalf("%s: meta %s = %q", name, metaPrefetchEnd, v)
 		}
 		blob := newMemBlob(l.blob)
-		r := ix.NewReader(blob, nil)
+		r := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{})
 		if err := r.Prefetch(context.Background()); err != nil || blob.reads.Load() != 0 {
 			t.Fatalf("%s: Prefetch: %v, %d blob reads", name, err, blob.reads.Load())
 		}
@@ -196,7 +196,7 @@ func TestPrefetchWithoutLandmark(t *testing.T) {
 		t.Fatal(err)
 	}
 	blob := newMemBlob(prioritized)
-	if err := ix.NewReader(blob, nil).Prefetch(context.Background()); err != nil || blob.reads.Load() != 0 || ix.Meta[metaPrefetchEnd] != "" {
+	if err := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{}).Prefetch(context.Background()); err != nil || blob.reads.Load() != 0 || ix.Meta[metaPrefetchEnd] != "" {
 		t.Fatalf("gzip view: Prefetch: %v, %d blob reads, meta %v", err, blob.reads.Load(), ix.Meta)
 	}
 }
@@ -217,8 +217,8 @@ func TestPrefetchCorruptChunk(t *testing.T) {
 			p[i] ^= 0x01
 		}
 	}}
-	cache := NewMemoryCache(64 << 20)
-	r := ix.NewReaderWithOptions(bad, cache, ReaderOptions{Readahead: -1})
+	cache := newCache(64 << 20)
+	r := ix.NewReader(bad, cache, ReaderOptions{Readahead: -1})
 	if err := r.Prefetch(context.Background()); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Prefetch over a damaged chunk: %v", err)
 	}
@@ -231,7 +231,7 @@ func TestPrefetchCorruptChunk(t *testing.T) {
 		}
 	}
 	good := newMemBlob(l.blob)
-	r2 := ix.NewReaderWithOptions(good, cache, ReaderOptions{Readahead: -1})
+	r2 := ix.NewReader(good, cache, ReaderOptions{Readahead: -1})
 	for _, name := range prioritizedFiles {
 		e := entryNamed(t, ix, name)
 		checkRead(t, r2, e, contents[name], make([]byte, e.Size), 0)

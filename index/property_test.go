@@ -64,7 +64,7 @@ func TestRandomLayers(t *testing.T) {
 						t.Fatalf("only %d spans for %d bytes with span size %d", len(ix.Spans), len(tarData), spanSize)
 					}
 				}
-				r := ix.NewReader(opts.Blob, NewMemoryCache(1<<20)) // small: most reads decode
+				r := ix.NewReader(opts.Blob, newCache(1<<20), ReaderOptions{}) // small: most reads decode
 				checkRandomReads(t, rng, ix, r, want, 300)
 				checkBoundaryReads(t, ix, r, want)
 				checkWholeFiles(t, ix, r, want)
@@ -89,7 +89,7 @@ func checkEntriesWith(t *testing.T, ix *Index, files []tarFile, mtime func(time.
 	for i, f := range files {
 		e := ix.Entries[i]
 		h := f.hdr
-		name, _ := cleanPath(h.Name)
+		name, _ := CleanPath(h.Name)
 		wantType := map[byte]EntryType{'0': TypeReg, '5': TypeDir, '2': TypeSymlink, '1': TypeHardlink, '3': TypeChar, '6': TypeFifo}[h.Typeflag]
 		if kind, target, ok := whiteout(name); kind != 0 && ok {
 			wantType, name = kind, target
@@ -152,7 +152,7 @@ func checkRandomReads(t *testing.T, rng *rand.Rand, ix *Index, r *Reader, want m
 
 func checkRead(t *testing.T, r *Reader, e *Entry, content, p []byte, off int64) {
 	t.Helper()
-	n, err := r.ReadAt(e, p, off)
+	n, err := r.ReadAt(context.Background(), e, p, off)
 	wantN := 0
 	if off < int64(len(content)) {
 		wantN = min(len(p), len(content)-int(off))

@@ -19,19 +19,12 @@ type readahead struct {
 	depth int           // spans read ahead of a sequential read; 0: off
 	slots chan struct{} // one per running background fetch
 
-	mu       sync.Mutex
-	ends     [recentReads]int64 // stream offsets where recent reads ended (-1: none)
-	next     int                // ring position in ends
-	inflight map[int]struct{}   // spans being read ahead
-	wg       sync.WaitGroup
+	mu     sync.Mutex
+	ends   [recentReads]int64 // stream offsets where recent reads ended (-1: none)
+	next   int                // ring position in ends
+	wg     sync.WaitGroup     // background fetches running
+	closed bool               // guarded by mu: no new background fetch (Reader.Close)
 }
-
-// readaheadError marks a failure of a background fetch, so that a read
-// that joined it fetches again rather than report someone else's error.
-type readaheadError struct{ err error }
-
-func (e *readaheadError) Error() string { return "readahead: " + e.err.Error() }
-func (e *readaheadError) Unwrap() error { return e.err }
 
 func (ra *readahead) init(opts ReaderOptions) {
 	ra.depth = opts.Readahead
@@ -48,7 +41,6 @@ func (ra *readahead) init(opts ReaderOptions) {
 		workers = max(runtime.NumCPU(), minReadaheadWorkers)
 	}
 	ra.slots = make(chan struct{}, workers)
-	ra.inflight = make(map[int]struct{})
 	for i := range ra.ends {
 		ra.ends[i] = -1
 	}
@@ -73,50 +65,42 @@ func (ra *readahead) sequential(u, end int64) bool {
 	return false
 }
 
-func (ra *readahead) inFlight(i int) bool {
+// claim takes a worker slot for one background fetch; false when every
+// worker is busy.
+func (ra *readahead) claim() bool {
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
-	_, ok := ra.inflight[i]
-	return ok
-}
-
-// claim marks span i as being read ahead and takes a worker slot; false
-// when it is already in flight or no worker is free.
-func (ra *readahead) claim(i int) (ok, busy bool) {
-	ra.mu.Lock()
-	defer ra.mu.Unlock()
-	if _, ok := ra.inflight[i]; ok {
-		return false, false
+	if ra.closed {
+		return false
 	}
 	select {
 	case ra.slots <- struct{}{}:
+		ra.wg.Add(1)
+		return true
 	default:
-		return false, true
+		return false
 	}
-	ra.inflight[i] = struct{}{}
-	ra.wg.Add(1)
-	return true, false
 }
 
-func (ra *readahead) release(i int) {
+// close refuses new background fetches and waits for the running ones.
+func (ra *readahead) close() {
 	ra.mu.Lock()
-	delete(ra.inflight, i)
+	ra.closed = true
 	ra.mu.Unlock()
+	ra.wg.Wait()
+}
+
+func (ra *readahead) release() {
 	<-ra.slots
 	ra.wg.Done()
 }
 
-// wait blocks until no background fetch runs (tests).
-func (ra *readahead) wait() { ra.wg.Wait() }
-
 // readAhead starts background fetches of the spans after stream offset
 // from, up to the reader's depth, without passing limit (the end of the
 // file being read: what follows belongs to other files). Spans already
-// cached or in flight are skipped, and so are raw spans too large to cache
-// (older indexes), which are read directly.
-// Each span is fetched on its own, so several decode in parallel, and
-// through the Reader's singleflight group, so a read needing one of them
-// waits for it instead of fetching it again.
+// cached or being fetched are skipped. Each span is fetched on its own, so
+// several decode in parallel, and through load, so a read needing one of
+// them waits for it instead of fetching it again.
 func (r *Reader) readAhead(from, limit int64) {
 	spans := r.ix.Spans
 	if r.ra.depth == 0 || from >= limit {
@@ -130,41 +114,25 @@ func (r *Reader) readAhead(from, limit int64) {
 		first++
 	}
 	for i := first; i < len(spans) && i < first+r.ra.depth && spans[i].UOff < limit; i++ {
-		if spans[i].Kind == SpanRaw && spans[i].ULen > directRawSpan {
-			return // read directly, never cached
-		}
-		key := r.key(i)
-		if r.ra.inFlight(i) {
+		if r.flights.has(i) || r.cache.Contains(r.key(i)) {
 			continue
 		}
-		if _, ok := r.cache.Get(key); ok {
-			continue
-		}
-		ok, busy := r.ra.claim(i)
-		if busy {
-			r.raSkipped.Add(1)
+		if !r.ra.claim() {
+			r.stats.raSkipped.Add(1)
 			return // the next ones would not find a worker either
 		}
-		if !ok {
-			continue
-		}
-		r.raStarted.Add(1)
-		go func() {
-			defer r.ra.release(i)
-			_, err, _ := r.group.Do(key, func() (any, error) {
-				if data, ok := r.cache.Get(key); ok && int64(len(data)) == spans[i].ULen {
-					return [][]byte{data}, nil
-				}
-				v, err := r.fetchRun(i, i)
-				if err != nil {
-					return nil, &readaheadError{err}
-				}
-				return v, nil
-			})
-			if err != nil {
-				r.raErrors.Add(1)
+		var lateHit bool
+		started := r.flights.startBackground(i, r.fetchFunc(i, i, 1, &lateHit), func(_ [][]byte, err error) {
+			if err != nil && r.flights.base.Err() == nil {
+				r.stats.raErrors.Add(1)
 				r.log.Debug("readahead failed; reads will fetch the span themselves", "layer", r.ix.Layer, "span", i, "err", err)
 			}
-		}()
+			r.ra.release()
+		})
+		if !started {
+			r.ra.release()
+			continue
+		}
+		r.stats.raStarted.Add(1)
 	}
 }

@@ -28,7 +28,7 @@ type hookBlob struct {
 
 func (b *hookBlob) Size() int64 { return int64(len(b.data)) }
 
-func (b *hookBlob) ReadAt(p []byte, off int64) (int, error) {
+func (b *hookBlob) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
 	n := b.active.Add(1)
 	defer b.active.Add(-1)
 	for {
@@ -92,7 +92,7 @@ func readSequentially(t *testing.T, r *Reader, e *Entry, n int) []byte {
 	var out []byte
 	for off := int64(0); off < e.Size; off += int64(n) {
 		p := make([]byte, min(int64(n), e.Size-off))
-		if _, err := r.ReadAt(e, p, off); err != nil {
+		if _, err := r.ReadAt(context.Background(), e, p, off); err != nil {
 			t.Fatalf("read %q at %d: %v", e.Name, off, err)
 		}
 		out = append(out, p...)
@@ -105,9 +105,9 @@ func readSequentially(t *testing.T, r *Reader, e *Entry, n int) []byte {
 func TestSequentialReadahead(t *testing.T) {
 	blob, ix, e, want := bigGzipFile(t, 8)
 	first, last := spanAt(ix.Spans, e.Offset), spanAt(ix.Spans, e.Offset+e.Size-1)
-	r := ix.NewReaderWithOptions(blob, NewMemoryCache(64<<20), ReaderOptions{Readahead: 3, ReadaheadWorkers: 2})
+	r := ix.NewReader(blob, newCache(64<<20), ReaderOptions{Readahead: 3, ReadaheadWorkers: 2})
 	got := readSequentially(t, r, e, 4<<10)
-	r.ra.wait()
+	r.ra.wg.Wait()
 	if !bytes.Equal(got, want) {
 		t.Fatal("sequential read with readahead returned wrong bytes")
 	}
@@ -119,15 +119,15 @@ func TestSequentialReadahead(t *testing.T) {
 		t.Fatalf("%d spans decoded for a file of %d spans: %+v", st.SpansDecoded, spans, st)
 	}
 
-	off := ix.NewReaderWithOptions(blob, nil, ReaderOptions{Readahead: -1})
+	off := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{Readahead: -1})
 	readSequentially(t, off, e, 4<<10)
 	if st := off.Stats(); st.ReadaheadStarted != 0 {
 		t.Fatalf("readahead off: %+v", st)
 	}
 	// Random reads do not read ahead.
-	rr := ix.NewReader(blob, nil)
+	rr := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{})
 	for _, o := range []int64{e.Size / 2, 0, e.Size / 3, e.Size - 1} {
-		rr.ReadAt(e, make([]byte, 1), o)
+		rr.ReadAt(context.Background(), e, make([]byte, 1), o)
 	}
 	if st := rr.Stats(); st.ReadaheadStarted != 0 {
 		t.Fatalf("random reads read ahead: %+v", st)
@@ -141,11 +141,11 @@ func TestReadaheadBounds(t *testing.T) {
 	first, last := spanAt(ix.Spans, e.Offset), spanAt(ix.Spans, e.Offset+e.Size-1)
 	blob := &hookBlob{data: mb.data, hook: func(int64) error { time.Sleep(5 * time.Millisecond); return nil }}
 	const workers = 2
-	r := ix.NewReaderWithOptions(blob, nil, ReaderOptions{Readahead: 8, ReadaheadWorkers: workers})
+	r := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{Readahead: 8, ReadaheadWorkers: workers})
 	if got := readSequentially(t, r, e, 2<<10); !bytes.Equal(got, want) {
 		t.Fatal("wrong bytes")
 	}
-	r.ra.wait()
+	r.ra.wg.Wait()
 	if p := blob.peak.Load(); p > 1+workers {
 		t.Fatalf("%d blob reads at once; one read plus %d workers allowed", p, workers)
 	}
@@ -185,14 +185,14 @@ func TestReadaheadErrorsStayInBackground(t *testing.T) {
 			if mode == "corrupt" {
 				b = cblob
 			}
-			r := ix.NewReaderWithOptions(b, NewMemoryCache(64<<20), ReaderOptions{Readahead: 2, ReadaheadWorkers: 2})
+			r := ix.NewReader(b, newCache(64<<20), ReaderOptions{Readahead: 2, ReadaheadWorkers: 2})
 			piece := int64(1 << 10)
 			for off := int64(0); off < 2*piece; off += piece {
-				if _, err := r.ReadAt(e, make([]byte, piece), off); err != nil {
+				if _, err := r.ReadAt(context.Background(), e, make([]byte, piece), off); err != nil {
 					t.Fatal(err)
 				}
 			}
-			r.ra.wait()
+			r.ra.wg.Wait()
 			if st := r.Stats(); st.ReadaheadErrors == 0 {
 				t.Fatalf("injected failure not hit by readahead: %+v", st)
 			}
@@ -234,10 +234,10 @@ func TestReadJoinsReadaheadInFlight(t *testing.T) {
 				}
 				return nil
 			}
-			r := ix.NewReaderWithOptions(blob, nil, ReaderOptions{Readahead: 1, ReadaheadWorkers: 1})
+			r := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{Readahead: 1, ReadaheadWorkers: 1})
 			piece := int64(512)
 			for off := int64(0); off < 2*piece; off += piece {
-				if _, err := r.ReadAt(e, make([]byte, piece), off); err != nil {
+				if _, err := r.ReadAt(context.Background(), e, make([]byte, piece), off); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -245,13 +245,13 @@ func TestReadJoinsReadaheadInFlight(t *testing.T) {
 			rel := target.UOff - e.Offset
 			done := make(chan error, 1)
 			p := make([]byte, 100)
-			go func() { _, err := r.ReadAt(e, p, rel); done <- err }()
+			go func() { _, err := r.ReadAt(context.Background(), e, p, rel); done <- err }()
 			time.Sleep(50 * time.Millisecond) // let the read join the flight
 			close(release)
 			if err := <-done; err != nil {
 				t.Fatalf("read of a span being read ahead: %v", err)
 			}
-			r.ra.wait()
+			r.ra.wg.Wait()
 			if !bytes.Equal(p, want[rel:rel+100]) {
 				t.Fatal("wrong bytes")
 			}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/imgfs/imgfs/manifest"
 
@@ -39,6 +40,7 @@ func Open(ctx context.Context, opts Options) (*Index, error) {
 	case err == nil:
 		lerr := ix.attachLocal(opts.CacheDir)
 		if lerr == nil {
+			markUsed(path)
 			return ix, nil
 		}
 		log.Warn("local copy of the plain zstd layer is missing or unusable; rebuilding", "path", path, "err", lerr)
@@ -53,6 +55,14 @@ func Open(ctx context.Context, opts Options) (*Index, error) {
 		log.Warn("could not store index; it will be rebuilt next time", "path", path, "err", err)
 	}
 	return ix, nil
+}
+
+// markUsed sets an index file's modification time to now: 'imgfs cache
+// prune' deletes by it, so it means "last used", not "built". Best effort:
+// a read-only cache dir keeps its times.
+func markUsed(path string) {
+	now := time.Now()
+	_ = os.Chtimes(path, now, now)
 }
 
 // formatAgrees accepts an index built for the declared format, or, when the

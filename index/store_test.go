@@ -125,8 +125,8 @@ func TestValidName(t *testing.T) {
 		"": true, "a": true, "a/b": true, "a/.b": true, "..a/b..": true,
 		"/a": false, "a/": false, "a//b": false, "./a": false, "a/./b": false, "../a": false, "a/..": false, ".": false, "a\x00": false,
 	} {
-		if validName(name) != want {
-			t.Errorf("validName(%q) = %v", name, !want)
+		if isCleanName(name) != want {
+			t.Errorf("isCleanName(%q) = %v", name, !want)
 		}
 	}
 }

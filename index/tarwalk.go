@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path"
 	"strings"
 )
 
@@ -159,7 +158,7 @@ type entryIDs struct {
 // ids and device numbers are range-checked. It returns why the entry must be
 // dropped, or "".
 func placeEntry(e *Entry, raw entryIDs) (why string) {
-	name, ok := cleanPath(raw.name)
+	name, ok := CleanPath(raw.name)
 	if !ok {
 		return "path escapes the root or is invalid"
 	}
@@ -188,7 +187,7 @@ func placeEntry(e *Entry, raw entryIDs) (why string) {
 	case TypeSymlink:
 		e.Linkname = raw.linkname // verbatim: resolved by the kernel at lookup, relative to the mount
 	case TypeHardlink:
-		target, ok := cleanPath(raw.linkname)
+		target, ok := CleanPath(raw.linkname)
 		switch {
 		case !ok || target == "":
 			return "hardlink target escapes the root or is empty"
@@ -198,24 +197,6 @@ func placeEntry(e *Entry, raw entryIDs) (why string) {
 		e.Linkname = target
 	}
 	return ""
-}
-
-// cleanPath makes a tar name relative to the root: "/" and "./" prefixes
-// removed, "." and ".." resolved. ok is false for names that escape the
-// root, contain NUL or are too long.
-func cleanPath(p string) (string, bool) {
-	if len(p) > maxPathLen || strings.IndexByte(p, 0) >= 0 {
-		return "", false
-	}
-	p = strings.TrimLeft(p, "/")
-	p = path.Clean(p)
-	switch {
-	case p == ".":
-		return "", true
-	case p == ".." || strings.HasPrefix(p, "../"):
-		return "", false
-	}
-	return p, true
 }
 
 const (

@@ -60,23 +60,6 @@ func names(ix *Index) []string {
 	return out
 }
 
-func TestCleanPath(t *testing.T) {
-	for in, want := range map[string]string{
-		"a/b": "a/b", "./a/b": "a/b", "/a/b/": "a/b", "//a//b": "a/b", "a/./b/../c": "a/c",
-		"./": "", ".": "", "/": "", "a/..": "",
-		"../a": "!", "..": "!", "/../a": "!", "a/../../b": "!", "./..": "!", "a\x00b": "!",
-		strings.Repeat("x", maxPathLen+1): "!",
-	} {
-		got, ok := cleanPath(in)
-		if !ok {
-			got = "!"
-		}
-		if got != want {
-			t.Errorf("cleanPath(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestWhiteouts(t *testing.T) {
 	for in, want := range map[string]string{
 		"a/.wh.b":          "8:a/b",

@@ -91,7 +91,7 @@ func TestTOCLayers(t *testing.T) {
 				if strings.Contains(l.name, "shared") && chunks == 0 {
 					t.Fatal("no chunk shares a member: the innerOffset path is untested")
 				}
-				r := ix.NewReader(opts.Blob, NewMemoryCache(256<<10))
+				r := ix.NewReader(opts.Blob, newCache(256<<10), ReaderOptions{})
 				checkRandomReads(t, rng, ix, r, want, 200)
 				checkBoundaryReads(t, ix, r, want)
 				checkWholeFiles(t, ix, r, want)
@@ -113,7 +113,7 @@ func checkSameNames(t *testing.T, ix *Index, files []tarFile) {
 		got = append(got, fmt.Sprintf("%d %s", e.Type, e.Name))
 	}
 	for _, f := range files {
-		name, _ := cleanPath(f.hdr.Name)
+		name, _ := CleanPath(f.hdr.Name)
 		typ := map[byte]EntryType{'0': TypeReg, '5': TypeDir, '2': TypeSymlink, '1': TypeHardlink, '3': TypeChar, '6': TypeFifo}[f.hdr.Typeflag]
 		if kind, target, ok := whiteout(name); kind != 0 && ok {
 			typ, name = kind, target
@@ -180,7 +180,7 @@ func TestTOCReadFetchesOnlyItsChunks(t *testing.T) {
 		}
 		for _, e := range []*Entry{small, big} {
 			blob := newMemBlob(l.blob)
-			r := ix.NewReaderWithOptions(blob, nil, ReaderOptions{Readahead: -1})
+			r := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{Readahead: -1})
 			checkRead(t, r, e, want[e.Name], make([]byte, e.Size), 0)
 			var wantBytes int64
 			for _, s := range chunkSpans(ix, e) {
@@ -244,7 +244,7 @@ func TestTOCDigestAnnotation(t *testing.T) {
 				p[i] ^= 0x10
 			}
 		}}
-		if _, err := ix.NewReader(bad, nil).ReadAt(e, make([]byte, 10), 0); !errors.Is(err, ErrCorrupt) {
+		if _, err := ix.NewReader(bad, newCache(defaultTestCache), ReaderOptions{}).ReadAt(context.Background(), e, make([]byte, 10), 0); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("%s: damaged chunk of an unpinned TOC: %v; want ErrCorrupt", l.format, err)
 		}
 	}
@@ -294,8 +294,8 @@ func TestTOCCorruption(t *testing.T) {
 				p[i] ^= 0x01
 			}
 		}}
-		r := ix.NewReader(bad, nil)
-		n, err := r.ReadAt(e, make([]byte, e.Size), 0)
+		r := ix.NewReader(bad, newCache(defaultTestCache), ReaderOptions{})
+		n, err := r.ReadAt(context.Background(), e, make([]byte, e.Size), 0)
 		if !errors.Is(err, ErrCorrupt) || n != 0 {
 			t.Fatalf("%s: read of a damaged chunk = %d, %v", l.format, n, err)
 		}
@@ -308,7 +308,7 @@ func TestTOCCorruption(t *testing.T) {
 // rewriteTOC replaces the TOC of an eStargz blob with edit's version of it.
 func rewriteTOC(t *testing.T, l tocLayer, edit func(*estargz.JTOC)) tocLayer {
 	t.Helper()
-	tocOff, _, err := estargzFooter(newMemBlob(l.blob))
+	tocOff, _, err := estargzFooter(context.Background(), newMemBlob(l.blob))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +380,7 @@ func TestStargzWithoutChunkDigests(t *testing.T) {
 		if unchecked == 0 || keepFileDigest != (checked > 0) {
 			t.Fatalf("keep file digests %v: %d checked, %d unchecked chunks", keepFileDigest, checked, unchecked)
 		}
-		r := ix.NewReader(newMemBlob(l.blob), nil)
+		r := ix.NewReader(newMemBlob(l.blob), newCache(defaultTestCache), ReaderOptions{})
 		checkWholeFiles(t, ix, r, want)
 	}
 }
@@ -498,7 +498,7 @@ func TestZstdChunkedFooterFallback(t *testing.T) {
 	if !ix.Verified() || blob.reads.Load() != 2 {
 		t.Fatalf("footer fallback: verified %v, %d reads", ix.Verified(), blob.reads.Load())
 	}
-	checkWholeFiles(t, ix, ix.NewReader(blob, nil), want)
+	checkWholeFiles(t, ix, ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{}), want)
 
 	pos := l.annotations[manifest.AnnotationZstdChunkedManifestPosOld]
 	var off, n, u, typ int64
@@ -564,7 +564,7 @@ func tocSeeds(t testing.TB) [][]byte {
 	rng := rand.New(rand.NewSource(44))
 	tarData, _ := randomLayer(rng, 6, 3000)
 	l := estargzWrite(t, tarData, 1024, 0, false)
-	tocOff, _, err := estargzFooter(newMemBlob(l.blob))
+	tocOff, _, err := estargzFooter(context.Background(), newMemBlob(l.blob))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -605,7 +605,7 @@ func FuzzTOC(f *testing.F) {
 			t.Fatalf("converted TOC is not a valid index: %v", err)
 		}
 		for _, e := range ix.Entries {
-			if !validName(e.Name) || e.Type == TypeHardlink && !validName(e.Linkname) {
+			if !isCleanName(e.Name) || e.Type == TypeHardlink && !isCleanName(e.Linkname) {
 				t.Fatalf("unclean name %q -> %q", e.Name, e.Linkname)
 			}
 		}
@@ -623,7 +623,7 @@ func TestLegacyStargzFooter(t *testing.T) {
 	tarData, _ := randomLayer(rng, 20, 100<<10)
 	want := extract(t, tarData)
 	l := estargzWrite(t, tarData, 32<<10, 0, false)
-	tocOff, size, err := estargzFooter(newMemBlob(l.blob))
+	tocOff, size, err := estargzFooter(context.Background(), newMemBlob(l.blob))
 	if err != nil || size != estargz.FooterSize {
 		t.Fatalf("footer: %v, size %d", err, size)
 	}
@@ -643,5 +643,5 @@ func TestLegacyStargzFooter(t *testing.T) {
 	if !ix.Verified() {
 		t.Fatal("legacy footer: not verified")
 	}
-	checkWholeFiles(t, ix, ix.NewReader(opts.Blob, nil), want)
+	checkWholeFiles(t, ix, ix.NewReader(opts.Blob, newCache(defaultTestCache), ReaderOptions{}), want)
 }

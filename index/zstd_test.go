@@ -72,7 +72,7 @@ func TestZstdLayers(t *testing.T) {
 					}
 				}
 				blob := newMemBlob(data)
-				r := ix.NewReader(blob, NewMemoryCache(256<<10))
+				r := ix.NewReader(blob, newCache(256<<10), ReaderOptions{})
 				checkRandomReads(t, rng, ix, r, want, 200)
 				checkBoundaryReads(t, ix, r, want)
 				checkWholeFiles(t, ix, r, want)
@@ -138,7 +138,7 @@ func TestZstdOpenRebuildsWithoutLocalCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { ix.Close() })
-		checkWholeFiles(t, ix, ix.NewReader(blob, nil), want)
+		checkWholeFiles(t, ix, ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{}), want)
 		return ix, blob.reads.Load()
 	}
 	if _, reads := open(); reads == 0 {
@@ -174,13 +174,13 @@ func TestZstdOpenRebuildsWithoutLocalCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ix.Close()
-	r := ix.NewReader(blob, nil)
+	r := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{})
 	var failed bool
 	for _, e := range regularEntries(ix) {
 		if e.Size == 0 {
 			continue
 		}
-		if _, err := r.ReadAt(e, make([]byte, e.Size), 0); err != nil {
+		if _, err := r.ReadAt(context.Background(), e, make([]byte, e.Size), 0); err != nil {
 			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "local copy") {
 				t.Fatalf("read from a damaged local copy: %v", err)
 			}

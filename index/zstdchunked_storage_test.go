@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/index/cache"
 	"github.com/imgfs/imgfs/integration"
 	"github.com/imgfs/imgfs/manifest"
 	digest "github.com/opencontainers/go-digest"
@@ -20,6 +21,10 @@ import (
 type bytesBlob struct{ *bytes.Reader }
 
 func (b bytesBlob) Size() int64 { return b.Reader.Size() }
+
+func (b bytesBlob) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
+	return b.Reader.ReadAt(p, off)
+}
 
 // TestZstdChunkedContainersStorageLayout reads a layer in the layout
 // containers/storage writes (the integration fixture's encoder: header
@@ -66,7 +71,11 @@ func TestZstdChunkedContainersStorageLayout(t *testing.T) {
 		if ix.Verified() != withAnnotations {
 			t.Fatalf("annotations %v: verified %v", withAnnotations, ix.Verified())
 		}
-		r := ix.NewReader(blob, nil)
+		c, err := cache.New(cache.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := ix.NewReader(blob, c, index.ReaderOptions{})
 		seen := 0
 		for i := range ix.Entries {
 			e := &ix.Entries[i]
@@ -78,7 +87,7 @@ func TestZstdChunkedContainersStorageLayout(t *testing.T) {
 				t.Fatalf("%q: mtime %v, want %v (nanoseconds are kept)", e.Name, e.ModTime, mtimes[e.Name])
 			}
 			got := make([]byte, e.Size)
-			if _, err := r.ReadAt(e, got, 0); err != nil && err != io.EOF {
+			if _, err := r.ReadAt(context.Background(), e, got, 0); err != nil && err != io.EOF {
 				t.Fatalf("read %q: %v", e.Name, err)
 			}
 			if !bytes.Equal(got, want[e.Name]) {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	iofs "io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,9 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/imgfs/imgfs/fetch"
+	"github.com/imgfs/imgfs/fs"
+	"github.com/imgfs/imgfs/image"
 	"github.com/imgfs/imgfs/index"
 )
 
@@ -331,9 +335,11 @@ type statsRow struct {
 	format   string
 	requests int64
 	fetched  int64 // approximate: humanSize has three significant digits
+	// the read path's span lookups and their outcomes
+	lookups, hits, shared, misses int64
 }
 
-var statsRowPattern = regexp.MustCompile(`^(\d+)\s+(sha256:[0-9a-f]+)\s+(\S+)\s+(\d+)\s+([0-9.]+) (B|KiB|MiB|GiB)\s+(\d+)\s+(\d+)\s*$`)
+var statsRowPattern = regexp.MustCompile(`^(\d+)\s+(sha256:[0-9a-f]+)\s+(\S+)\s+(\d+)\s+([0-9.]+) (B|KiB|MiB|GiB)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$`)
 
 func parseStats(t *testing.T, out string) []statsRow {
 	t.Helper()
@@ -354,7 +360,9 @@ func parseStats(t *testing.T, out string) []statsRow {
 		requests, _ := strconv.ParseInt(m[4], 10, 64)
 		size, _ := strconv.ParseFloat(m[5], 64)
 		unit := map[string]float64{"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[m[6]]
-		rows = append(rows, statsRow{layer: layer, format: m[3], requests: requests, fetched: int64(size * unit)})
+		n := func(i int) int64 { v, _ := strconv.ParseInt(m[i], 10, 64); return v }
+		rows = append(rows, statsRow{layer: layer, format: m[3], requests: requests, fetched: int64(size * unit),
+			lookups: n(7), hits: n(8), shared: n(9), misses: n(10)})
 	}
 	return rows
 }
@@ -374,24 +382,7 @@ func TestCLIMountStats(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(dir, "big/needle")); err != nil || string(got) != "needle in a haystack\n" {
 		t.Fatalf("big/needle: %q, %v", got, err)
 	}
-	// The unmount comes from elsewhere, as a user's would.
-	unmounted := make(chan cliResult, 1)
-	go func() { unmounted <- runCLI(t, unmountTimeout, env, "unmount", dir) }()
-	if res := <-unmounted; res.err != nil {
-		t.Fatalf("imgfs unmount: %v\n%s", res.err, res.stderr)
-	}
-	select {
-	case err := <-exited:
-		exited <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("mount exited with %v\n%s", err, stderr.String())
-		}
-	case <-time.After(serverExitTimeout):
-		t.Fatalf("mount still running %s after the unmount", serverExitTimeout)
-	}
-
-	t.Logf("mount --stats:\n%s", stderr.String())
-	rows := parseStats(t, stderr.String())
+	rows := unmountForStats(t, env, dir, exited, stderr)
 	if len(rows) != len(fx.img.Layers) {
 		t.Fatalf("stats table has %d rows for %d layers:\n%s", len(rows), len(fx.img.Layers), stderr.String())
 	}
@@ -406,6 +397,95 @@ func TestCLIMountStats(t *testing.T) {
 			t.Errorf("layer %d (%s) fetched %d bytes though nothing of it was read", r.layer, r.format, r.fetched)
 		}
 	}
+}
+
+// unmountForStats unmounts a foreground `mount --stats` from elsewhere, as
+// a user would, waits for the server to exit and parses its table.
+func unmountForStats(t *testing.T, env []string, dir string, exited chan error, stderr *bytes.Buffer) []statsRow {
+	t.Helper()
+	if res := runCLI(t, unmountTimeout, env, "unmount", dir); res.err != nil {
+		t.Fatalf("imgfs unmount: %v\n%s", res.err, res.stderr)
+	}
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("mount exited with %v\n%s", err, stderr.String())
+		}
+	case <-time.After(serverExitTimeout):
+		t.Fatalf("mount still running %s after the unmount", serverExitTimeout)
+	}
+	t.Logf("mount --stats:\n%s", stderr.String())
+	return parseStats(t, stderr.String())
+}
+
+// TestCLIMountStatsReadAll reads every file of an image in every format
+// through a mount and checks --stats: each span a file touches was decoded
+// exactly once (misses), and hits + misses = lookups (probes of the cache
+// that readahead and run planning make are not counted as misses).
+func TestCLIMountStatsReadAll(t *testing.T) {
+	reg := StartRegistry(t, RegistryOptions{})
+	fx := buildCLIFixture(t)
+	ref := reg.PushImage(t, "cli/readall", "v1", fx.img)
+	cacheDir := t.TempDir()
+	env := cliEnvFor(cacheDir)
+	mustCLI(t, env, "--plain-http", "index", ref)
+
+	dir, _, exited, stderr := startForegroundMount(t, env, "--stats", "--prefetch=none", ref)
+	if err := filepath.WalkDir(dir, func(p string, de iofs.DirEntry, err error) error {
+		if err != nil || !de.Type().IsRegular() {
+			return err
+		}
+		_, err = os.ReadFile(p)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rows := unmountForStats(t, env, dir, exited, stderr)
+
+	img, err := image.Open(context.Background(), ref, image.Options{
+		Platform: LinuxAMD64, Registry: fetch.Options{PlainHTTP: true, Retry: testRetry}, CacheDir: cacheDir,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	want := spansTouched(img)
+	if len(rows) != len(want) {
+		t.Fatalf("%d stats rows for %d layers", len(rows), len(want))
+	}
+	for i, r := range rows {
+		if r.misses != int64(want[i]) || r.hits+r.misses != r.lookups {
+			t.Errorf("layer %d (%s): %d lookups, %d hits (%d shared), %d misses; want %d misses (one per span touched) and hits + misses = lookups",
+				r.layer, r.format, r.lookups, r.hits, r.shared, r.misses, want[i])
+		}
+	}
+}
+
+// spansTouched counts, per layer, the spans that hold content of a regular
+// file of the merged tree: what reading every file decodes.
+func spansTouched(img *image.Image) []int {
+	touched := make([]map[int64]bool, len(img.Layers()))
+	for i := range touched {
+		touched[i] = map[int64]bool{}
+	}
+	img.Tree().Walk(func(_ string, n *fs.Node) error {
+		if n.Type() != index.TypeReg || n.Synthetic() || n.Size() == 0 {
+			return nil
+		}
+		e := n.Entry()
+		for _, s := range img.Layers()[n.Layer()].Index.Spans {
+			if s.UOff < e.Offset+e.Size && e.Offset < s.UOff+s.ULen {
+				touched[n.Layer()][s.UOff] = true
+			}
+		}
+		return nil
+	})
+	out := make([]int, len(touched))
+	for i, m := range touched {
+		out[i] = len(m)
+	}
+	return out
 }
 
 // startForegroundMount runs `imgfs --plain-http mount ARGS... DIR` in the

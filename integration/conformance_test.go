@@ -260,9 +260,6 @@ type conformanceFormat struct {
 	name        string
 	compression Compression
 	spec        func(LayerSpec) LayerSpec // adjusts the layer spec of that format
-	// mayBeUnsupported: imgfs may not read the format yet; an "unsupported"
-	// error then skips, with the message, so the skip goes once it lands.
-	mayBeUnsupported bool
 	// perFileFetch: a cold read of a small file is one registry request
 	// (tar, eStargz and zstd:chunked fetch a file's own bytes or chunk; gzip
 	// and zstd decode shared spans). Reading all 10k files of many/ would
@@ -290,9 +287,9 @@ func skipManyContent(rel string) bool {
 var conformanceFormats = []conformanceFormat{
 	{name: "gzip", compression: Gzip, spec: func(s LayerSpec) LayerSpec { s.GzipMembers = 2; return s }},
 	{name: "tar", compression: Uncompressed, perFileFetch: true},
-	{name: "estargz", compression: Estargz, mayBeUnsupported: true, perFileFetch: true, mtimePrecision: time.Second},
-	{name: "zstd", compression: Zstd, mayBeUnsupported: true},
-	{name: "zstd:chunked", compression: ZstdChunked, mayBeUnsupported: true, perFileFetch: true,
+	{name: "estargz", compression: Estargz, perFileFetch: true, mtimePrecision: time.Second},
+	{name: "zstd", compression: Zstd},
+	{name: "zstd:chunked", compression: ZstdChunked, perFileFetch: true,
 		spec: func(s LayerSpec) LayerSpec { s.Encoder = ZstdChunkedEncoder(1 << 20); return s }},
 }
 
@@ -506,9 +503,6 @@ func TestConformance(t *testing.T) {
 			ref := reg.PushImage(t, "conformance/"+strings.ReplaceAll(c.name, ":", "-"), "v1", img)
 			m, res := startMount(t, ref, mountOptions{})
 			if res.err != nil {
-				if c.mayBeUnsupported && strings.Contains(strings.ToLower(res.stderr), "unsupported") {
-					t.Skipf("imgfs cannot mount %s layers yet: %s", c.name, strings.TrimSpace(res.stderr))
-				}
 				t.Fatalf("mount: %v\n%s", res.err, res.stderr)
 			}
 			mounted := time.Now()

@@ -16,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/imgfs/imgfs/fetch"
+	"github.com/imgfs/imgfs/image"
 	"github.com/imgfs/imgfs/manifest"
 )
 
@@ -23,23 +24,34 @@ import (
 // for long.
 var testRetry = fetch.RetryPolicy{MaxAttempts: 3, MaxElapsed: 10 * time.Second, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}
 
-// resolveOptions are Options for a registry on 127.0.0.1 whose platform
-// choice does not depend on the host or the environment.
-func resolveOptions(ref, platform string, keychain authn.Keychain) manifest.Options {
-	return manifest.Options{
-		Reference:    ref,
-		Platform:     platform,
-		Getenv:       func(string) string { return "" },
-		HostPlatform: func() ocispec.Platform { return LinuxAMD64 },
-		Fetch:        fetch.Options{PlainHTTP: true, Keychain: keychain, Retry: testRetry},
+// resolveOptions are image Options for a registry on 127.0.0.1 whose
+// platform choice does not depend on the host or the environment.
+func resolveOptions(ref, platform string, keychain authn.Keychain) resolveArgs {
+	want, from := LinuxAMD64, "test"
+	if platform != "" {
+		p, err := manifest.ParsePlatform(platform)
+		if err != nil {
+			panic(err) // a test's own constant
+		}
+		want, from = p, "--platform"
 	}
+	return resolveArgs{ref: ref, opts: image.Options{
+		Platform:     want,
+		PlatformFrom: from,
+		Registry:     fetch.Options{PlainHTTP: true, Keychain: keychain, Retry: testRetry},
+	}}
 }
 
-func resolve(t *testing.T, opts manifest.Options) (*manifest.Image, error) {
+type resolveArgs struct {
+	ref  string
+	opts image.Options
+}
+
+func resolve(t *testing.T, args resolveArgs) (*manifest.Image, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return manifest.Resolve(ctx, opts)
+	return image.Resolve(ctx, args.ref, args.opts)
 }
 
 // mixedFormatImage has one layer of each format imgfs detects from the manifest.
@@ -223,9 +235,11 @@ func TestResolveTokenRenewal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("new repository: %v", err)
 	}
-	opts := resolveOptions(reg.Ref("token/app", "v1"), "", reg.Keychain())
-	opts.Source = repo
-	got, err := manifest.Resolve(ctx, opts)
+	ref, err := manifest.ParseReference(reg.Ref("token/app", "v1"), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := manifest.Resolve(ctx, repo, ref, manifest.Options{Platform: LinuxAMD64, PlatformFrom: "test"})
 	if err != nil {
 		t.Fatalf("resolve: %v", err)
 	}
@@ -239,7 +253,7 @@ func TestResolveTokenRenewal(t *testing.T) {
 		t.Fatalf("open blob after token expiry: %v", err)
 	}
 	buf := make([]byte, len(layer.Blob))
-	if _, err := blob.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
+	if _, err := blob.ReadAt(ctx, buf, 0); err != nil && !errors.Is(err, io.EOF) {
 		t.Fatalf("read blob after token expiry: %v", err)
 	}
 	if string(buf) != string(layer.Blob) {

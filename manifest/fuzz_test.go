@@ -99,13 +99,7 @@ func FuzzResolve(f *testing.F) {
 		phChildDigest+`","size":`+phChildSize+`,"platform":{"os":"linux","architecture":"amd64"}}]}`), []byte(fuzzConfig))
 	f.Fuzz(func(t *testing.T, contentType string, body, config []byte) {
 		src := newFuzzSource(contentType, body, config)
-		img, err := Resolve(context.Background(), Options{
-			Reference:    "127.0.0.1:5000/fuzz:latest",
-			Getenv:       noEnv,
-			HostPlatform: hostAmd64,
-			Source:       src,
-			Logger:       testLogger(&bytes.Buffer{}),
-		})
+		img, err := resolveEnv(t, src, "127.0.0.1:5000/fuzz:latest", "", noEnv, &bytes.Buffer{})
 		if err != nil {
 			return
 		}
@@ -164,10 +158,7 @@ func TestFuzzSeedsResolve(t *testing.T) {
 		"index": `{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` +
 			phChildDigest + `","size":` + phChildSize + `,"platform":{"os":"linux","architecture":"amd64"}}]}`,
 	} {
-		img, err := Resolve(context.Background(), Options{
-			Reference: "127.0.0.1:5000/fuzz:latest", Getenv: noEnv, HostPlatform: hostAmd64,
-			Source: newFuzzSource("", []byte(body), []byte(fuzzConfig)), Logger: testLogger(&bytes.Buffer{}),
-		})
+		img, err := resolveEnv(t, newFuzzSource("", []byte(body), []byte(fuzzConfig)), "127.0.0.1:5000/fuzz:latest", "", noEnv, &bytes.Buffer{})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

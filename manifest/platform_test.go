@@ -164,9 +164,7 @@ func TestWantedPlatformPrecedence(t *testing.T) {
 		{"host", "", nil, hostAmd64, "linux/amd64", "host", ""},
 		{"host arm64", "", nil, arm64Host, "linux/arm64", "host", ""},
 		{"flag beats everything", "linux/arm/v7", map[string]string{
-			EnvPlatform: "linux/arm64", EnvSingularityArch: "ppc64le", EnvSingularityOS: "windows"}, hostAmd64, "linux/arm/v7", "--platform", ""},
-		{"IMGFS_PLATFORM beats SINGULARITY_*", "", map[string]string{
-			EnvPlatform: "linux/arm64", EnvSingularityArch: "ppc64le"}, hostAmd64, "linux/arm64", EnvPlatform, ""},
+			EnvApptainerArch: "arm64", EnvSingularityArch: "ppc64le", EnvSingularityOS: "windows"}, hostAmd64, "linux/arm/v7", "--platform", ""},
 		{"SINGULARITY arch alone", "", map[string]string{EnvSingularityArch: "arm64"}, hostAmd64, "linux/arm64", EnvSingularityArch, ""},
 		{"SINGULARITY arch alias", "", map[string]string{EnvSingularityArch: "aarch64"}, hostAmd64, "linux/arm64", EnvSingularityArch, ""},
 		{"SINGULARITY arch with variant", "", map[string]string{EnvSingularityArch: "arm/v6"}, hostAmd64, "linux/arm/v6", EnvSingularityArch, ""},
@@ -176,14 +174,13 @@ func TestWantedPlatformPrecedence(t *testing.T) {
 		{"SINGULARITY both", "", map[string]string{EnvSingularityOS: "linux", EnvSingularityArch: "s390x"}, hostAmd64, "linux/s390x",
 			EnvSingularityOS + "+" + EnvSingularityArch, ""},
 		{"APPTAINER beats SINGULARITY", "", map[string]string{EnvSingularityArch: "s390x", EnvApptainerArch: "ppc64le"}, hostAmd64, "linux/ppc64le", EnvApptainerArch, ""},
-		{"bad flag", "linux", nil, hostAmd64, "", "", "invalid platform"},
-		{"bad IMGFS_PLATFORM", "", map[string]string{EnvPlatform: "amd64"}, hostAmd64, "", "", "IMGFS_PLATFORM: invalid platform"},
+		{"bad flag", "linux", nil, hostAmd64, "", "", "--platform: invalid platform"},
 		{"bad SINGULARITY arch", "", map[string]string{EnvSingularityArch: "arm/v7/x"}, hostAmd64, "", "", EnvSingularityArch},
 		{"bad SINGULARITY os", "", map[string]string{EnvSingularityOS: "linux/amd64"}, hostAmd64, "", "", EnvSingularityOS},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, from, err := WantedPlatform(tc.explicit, envMap(tc.env), tc.host)
+			p, from, err := WantedPlatform(tc.explicit, "--platform", envMap(tc.env), tc.host)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error = %v, want one containing %q", err, tc.err)

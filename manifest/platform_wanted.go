@@ -12,38 +12,34 @@ import (
 )
 
 // Environment variables that choose the platform, in the order they are
-// consulted after an explicit --platform.
+// consulted after an explicit one.
 const (
-	EnvPlatform        = "IMGFS_PLATFORM"
 	EnvApptainerOS     = "APPTAINER_DOCKER_OS"
 	EnvApptainerArch   = "APPTAINER_DOCKER_ARCHITECTURE"
 	EnvSingularityOS   = "SINGULARITY_DOCKER_OS"
 	EnvSingularityArch = "SINGULARITY_DOCKER_ARCHITECTURE"
 )
 
-// WantedPlatform decides which platform to pick from an index:
-// explicit (the --platform flag) > IMGFS_PLATFORM >
-// SINGULARITY_DOCKER_OS / SINGULARITY_DOCKER_ARCHITECTURE (each may be set
-// alone; the other part comes from the host; the APPTAINER_ spellings win over
-// the SINGULARITY_ ones, as in Apptainer) > the host. It returns the platform
-// and a description of where it came from, for logs and errors.
-func WantedPlatform(explicit string, getenv func(string) string, host func() ocispec.Platform) (ocispec.Platform, string, error) {
+// WantedPlatform decides which platform to pick from an index: explicit
+// (the --platform flag or its IMGFS_PLATFORM variable, named by
+// explicitFrom) > APPTAINER_DOCKER_OS / APPTAINER_DOCKER_ARCHITECTURE, then
+// the SINGULARITY_ spellings (each may be set alone; the other part comes
+// from the host) > the host. getenv is how the caller reads its
+// environment (nil: none). It returns the platform and where it came from,
+// for logs and errors.
+func WantedPlatform(explicit, explicitFrom string, getenv func(string) string, host func() ocispec.Platform) (ocispec.Platform, string, error) {
 	if getenv == nil {
-		getenv = os.Getenv
+		getenv = func(string) string { return "" }
 	}
 	if host == nil {
 		host = HostPlatform
 	}
 	if explicit != "" {
 		p, err := ParsePlatform(explicit)
-		return p, "--platform", err
-	}
-	if v := getenv(EnvPlatform); v != "" {
-		p, err := ParsePlatform(v)
 		if err != nil {
-			return p, EnvPlatform, fmt.Errorf("%s: %w", EnvPlatform, err)
+			return p, explicitFrom, fmt.Errorf("%s: %w", explicitFrom, err)
 		}
-		return p, EnvPlatform, nil
+		return p, explicitFrom, nil
 	}
 
 	osName, osVar := firstSet(getenv, EnvApptainerOS, EnvSingularityOS)

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -25,21 +23,12 @@ var _ Source = (*fetch.Repository)(nil)
 
 // Options configure Resolve.
 type Options struct {
-	Reference string // image reference, e.g. ubuntu:22.04, docker://127.0.0.1:5000/ns/app@sha256:...
-
-	// Platform is an explicit os/arch[/variant] (the --platform flag); ""
-	// falls back to IMGFS_PLATFORM, SINGULARITY_DOCKER_OS/ARCHITECTURE, then
-	// the host. See WantedPlatform.
-	Platform     string
-	Getenv       func(string) string     // nil: os.Getenv
-	HostPlatform func() ocispec.Platform // nil: HostPlatform
-
-	// Source is the registry client; nil builds one with
-	// fetch.NewRepository(ctx, repo, Fetch).
-	Source Source
-	Fetch  fetch.Options
-
-	Logger *slog.Logger // nil: slog.Default()
+	// Platform is the one to pick from an index (see WantedPlatform);
+	// PlatformFrom says where it came from, for logs and errors. A zero
+	// Platform means the host's.
+	Platform     ocispec.Platform
+	PlatformFrom string
+	Logger       *slog.Logger // nil: slog.Default()
 }
 
 // maxConfigSize bounds a config blob whose descriptor does not say its size
@@ -47,47 +36,20 @@ type Options struct {
 // a few megabytes.
 const maxConfigSize = 32 << 20
 
-// Resolve fetches and verifies the manifest (choosing a platform from an
-// index), the config, and describes the layers.
-func Resolve(ctx context.Context, opts Options) (*Image, error) {
+// Resolve fetches ref's manifest from src (choosing a platform from an
+// index), verifies it and its config, and describes the layers.
+func Resolve(ctx context.Context, src Source, ref Reference, opts Options) (*Image, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	getenv := opts.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-
-	var nameOpts []name.Option
-	if opts.Fetch.PlainHTTP {
-		nameOpts = append(nameOpts, name.Insecure)
-	}
-	ref, err := ParseReference(opts.Reference, nameOpts...)
-	if err != nil {
-		return nil, err
-	}
-	want, wantFrom, err := WantedPlatform(opts.Platform, getenv, opts.HostPlatform)
-	if err != nil {
-		return nil, err
+	want, wantFrom := opts.Platform, opts.PlatformFrom
+	if want.OS == "" && want.Architecture == "" {
+		want, wantFrom = HostPlatform(), "host"
 	}
 	log.Info("image reference", "registry", ref.Registry, "repository", ref.Repository,
 		"tag", ref.Tag, "digest", ref.Digest.String())
-
-	src := opts.Source
-	if src == nil {
-		fo := opts.Fetch
-		if fo.Logger == nil {
-			fo.Logger = log
-		}
-		repo, err := fetch.NewRepository(ctx, ref.Context(), fo)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ref, err)
-		}
-		src = repo
-	}
-
-	r := &resolver{src: src, log: log, ref: ref, want: want, wantFrom: wantFrom}
+	r := &resolver{src: src, log: log, ref: ref, want: NormalizePlatform(want), wantFrom: wantFrom}
 	img, err := r.resolve(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)

@@ -19,14 +19,22 @@ func resolveWith(t *testing.T, src *fakeSource, ref, platform string, logs *byte
 	if logs == nil {
 		logs = &bytes.Buffer{}
 	}
-	return Resolve(context.Background(), Options{
-		Reference:    ref,
-		Platform:     platform,
-		Getenv:       noEnv,
-		HostPlatform: hostAmd64,
-		Source:       src,
-		Logger:       testLogger(logs),
-	})
+	return resolveEnv(t, src, ref, platform, noEnv, logs)
+}
+
+// resolveEnv resolves ref as the CLI does: the wanted platform from an
+// explicit value, else the environment, else an amd64 host.
+func resolveEnv(t *testing.T, src Source, reference, platform string, getenv func(string) string, logs *bytes.Buffer) (*Image, error) {
+	t.Helper()
+	want, from, err := WantedPlatform(platform, "--platform", getenv, hostAmd64)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := ParseReference(reference)
+	if err != nil {
+		return nil, err
+	}
+	return Resolve(context.Background(), src, ref, Options{Platform: want, PlatformFrom: from, Logger: testLogger(logs)})
 }
 
 // multiPlatform stores an index of amd64, arm64 and arm/v7 images plus an
@@ -366,13 +374,7 @@ func TestResolveSinglePlatformMismatchWarns(t *testing.T) {
 func TestResolvePlatformFromEnvironment(t *testing.T) {
 	src := newFakeSource()
 	_, children := multiPlatform(t, src, MediaTypeOCIIndex)
-	img, err := Resolve(context.Background(), Options{
-		Reference:    "127.0.0.1:5000/app",
-		Getenv:       envMap(map[string]string{EnvSingularityArch: "aarch64"}),
-		HostPlatform: hostAmd64,
-		Source:       src,
-		Logger:       testLogger(&bytes.Buffer{}),
-	})
+	img, err := resolveEnv(t, src, "127.0.0.1:5000/app", "", envMap(map[string]string{EnvSingularityArch: "aarch64"}), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark imgfs against its performance targets (P1-P8 of
-# /work/shared/DESIGN.md, docs/PERFORMANCE.md) in one run: every figure is a
+# Benchmark imgfs against its performance targets (docs/PERFORMANCE.md) in
+# one run: every figure is a
 # ratio against a baseline measured on this machine in the same run
 # (skopeo copy + umoci unpack, local disk, gzip -dc, Go compress/gzip).
 #

@@ -1,8 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"io/fs"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -45,14 +46,19 @@ func newCacheCommand(a *app) *cobra.Command {
 			for _, f := range files {
 				fmt.Fprintf(tw, "sha256:%s\t%s\t%s\n", filepath.Base(f.path), humanSize(f.size), f.modTime.Format(time.DateTime))
 			}
-			tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
 			for _, sub := range []string{"spans", "local"} {
-				fs, _ := cacheFiles(filepath.Join(dir, sub))
+				files, err := cacheFiles(filepath.Join(dir, sub))
+				if err != nil {
+					return err
+				}
 				var total int64
-				for _, f := range fs {
+				for _, f := range files {
 					total += f.size
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d files, %s\n", sub, len(fs), humanSize(total))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d files, %s\n", sub, len(files), humanSize(total))
 			}
 			return nil
 		},
@@ -61,9 +67,12 @@ func newCacheCommand(a *app) *cobra.Command {
 		Use:   "prune",
 		Short: "Delete cached data and indexes not used recently",
 		Long: `Delete cache files (indexes, decoded data, local layer copies, logs) not used
-for --older-than; --all deletes everything. Do not prune under a running
-mount's feet with --all: its disk cache and indexes are rebuilt on demand,
-but plain-zstd layers it reads from local/ would fail.`,
+for --older-than; --all deletes everything. A file's modification time is
+its last use: opening an image touches its layers' indexes, and a mount
+records the use of decoded data (batched, at most every 30 seconds and when
+it ends). Do not prune under a running mount's feet with --all: its disk
+cache and indexes are rebuilt on demand, but plain-zstd layers it reads from
+local/ would fail.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := a.cacheDir()
@@ -73,21 +82,28 @@ but plain-zstd layers it reads from local/ would fail.`,
 			cutoff := time.Now().Add(-olderThan)
 			var removed int
 			var freed int64
+			var failed []error
 			for _, sub := range []string{"index", "spans", "local", "logs"} {
 				files, err := cacheFiles(filepath.Join(dir, sub))
 				if err != nil {
 					return err
 				}
 				for _, f := range files {
-					if all || f.modTime.Before(cutoff) {
-						if os.Remove(f.path) == nil {
-							removed++
-							freed += f.size
-						}
+					if !all && !f.modTime.Before(cutoff) {
+						continue
 					}
+					if err := os.Remove(f.path); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+						failed = append(failed, err)
+						continue
+					}
+					removed++
+					freed += f.size
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %d files, %s\n", removed, humanSize(freed))
+			if len(failed) > 0 {
+				return fmt.Errorf("could not remove %d files; first: %w", len(failed), failed[0])
+			}
 			return nil
 		},
 	}
@@ -107,9 +123,9 @@ type cacheFile struct {
 // is an empty list.
 func cacheFiles(dir string) ([]cacheFile, error) {
 	var out []cacheFile
-	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, de iofs.DirEntry, err error) error {
 		if err != nil {
-			if os.IsNotExist(err) {
+			if errors.Is(err, iofs.ErrNotExist) {
 				return nil
 			}
 			return err
@@ -118,8 +134,11 @@ func cacheFiles(dir string) ([]cacheFile, error) {
 			return nil
 		}
 		info, err := de.Info()
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil // removed meanwhile (another process evicted it)
+		}
 		if err != nil {
-			return nil
+			return err
 		}
 		out = append(out, cacheFile{path: p, size: info.Size(), modTime: info.ModTime()})
 		return nil

@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgfs/imgfs/image"
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/manifest"
 )
@@ -33,14 +33,15 @@ What building costs depends on the layer format:
   imgfs --plain-http index 127.0.0.1:5000/tools/app:dev`,
 		Args: exactArgs("IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := a.openImage(cmd.Context(), cmd, args[0], openOptions{progress: os.Stderr})
+			img, err := a.openImage(cmd, args[0], func(*image.Options) {})
 			if err != nil {
 				return err
 			}
-			defer o.close()
+			defer img.Close()
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "LAYER\tDIGEST\tFORMAT\tENTRIES\tUNCOMPRESSED\tREADS")
-			for i, ix := range o.indexes {
+			for i, l := range img.Layers() {
+				ix := l.Index
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", i+1, shortDigest(ix.Layer.String()), ix.Format,
 					len(ix.Entries), humanSize(ix.UncompressedSize()), readMode(ix))
 			}

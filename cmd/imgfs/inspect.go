@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,21 +13,17 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/image"
 	"github.com/imgfs/imgfs/manifest"
 )
 
 func init() { registerCommand(newInspectCommand) }
 
-// inspectCommand holds the flags and hooks of one inspect run.
+// inspectCommand holds the flags of one inspect run.
 type inspectCommand struct {
 	app     *app
 	jsonOut bool
 	raw     bool
-
-	// uncompressedSize reports a layer's uncompressed size when something
-	// knows it (the index cache, once it exists); nil means "unknown".
-	uncompressedSize func(ctx context.Context, l manifest.Layer) (int64, bool)
 }
 
 func newInspectCommand(a *app) *cobra.Command {
@@ -65,8 +59,11 @@ func (ic *inspectCommand) run(cmd *cobra.Command, reference string) error {
 	if ic.jsonOut && ic.raw {
 		return usageErrorf("--json and --raw cannot be used together")
 	}
-	ctx := cmd.Context()
-	img, err := manifest.Resolve(ctx, ic.app.resolveOptions(cmd, reference))
+	opts, err := ic.app.imageOptions(cmd)
+	if err != nil {
+		return err
+	}
+	img, err := image.Resolve(cmd.Context(), reference, opts)
 	if err != nil {
 		return err
 	}
@@ -79,11 +76,7 @@ func (ic *inspectCommand) run(cmd *cobra.Command, reference string) error {
 		_, err := out.Write(raw)
 		return err
 	}
-	sizes := ic.uncompressedSize
-	if sizes == nil {
-		sizes = ic.app.cachedUncompressedSize
-	}
-	doc := newInspectOutput(ctx, img, sizes)
+	doc := newInspectOutput(img, func(l manifest.Layer) (int64, bool) { return image.UncompressedSize(opts.CacheDir, l) })
 	if ic.jsonOut {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -164,7 +157,9 @@ func inspectPlatform(p ocispec.Platform) InspectPlatform {
 	return InspectPlatform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}
 }
 
-func newInspectOutput(ctx context.Context, img *manifest.Image, uncompressed func(context.Context, manifest.Layer) (int64, bool)) *InspectOutput {
+// newInspectOutput describes img; uncompressed tells a layer's
+// uncompressed size when something knows it (nil: nothing does).
+func newInspectOutput(img *manifest.Image, uncompressed func(manifest.Layer) (int64, bool)) *InspectOutput {
 	c := img.Config.Config
 	doc := &InspectOutput{
 		Reference:      img.Name,
@@ -218,7 +213,7 @@ func newInspectOutput(ctx context.Context, img *manifest.Image, uncompressed fun
 		}
 		maps.Copy(il.Annotations, l.Annotations)
 		if uncompressed != nil {
-			if n, ok := uncompressed(ctx, l); ok {
+			if n, ok := uncompressed(l); ok {
 				il.UncompressedSize = &n
 			}
 		}
@@ -390,34 +385,3 @@ func humanSize(n int64) string {
 	}
 	return fmt.Sprintf("%.0f %s", f, units[i])
 }
-
-// cachedUncompressedSize is a layer's uncompressed (tar) size: from the
-// eStargz annotation when the manifest has one, else from its cached index
-// when that addresses the tar stream itself (tar, gzip, zstd). inspect never
-// builds an index: that may mean streaming the layer.
-func (a *app) cachedUncompressedSize(_ context.Context, l manifest.Layer) (int64, bool) {
-	if v, ok := l.Annotations[estargzUncompressedSizeAnnotation]; ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-			return n, true
-		}
-	}
-	switch l.Format {
-	case manifest.FormatTar, manifest.FormatGzip, manifest.FormatZstd:
-	default:
-		return 0, false // TOC formats index chunks, not the tar stream
-	}
-	dir, err := a.cacheDir()
-	if err != nil {
-		return 0, false
-	}
-	ix, err := index.Load(dir, l.Digest)
-	if err != nil {
-		return 0, false
-	}
-	defer ix.Close()
-	return ix.UncompressedSize(), true
-}
-
-// estargzUncompressedSizeAnnotation is what eStargz builders record of the
-// layer's uncompressed size.
-const estargzUncompressedSizeAnnotation = "io.containers.estargz.uncompressed-size"

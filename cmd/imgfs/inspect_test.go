@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -14,44 +12,25 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/imgfs/imgfs/fetch"
+	"github.com/imgfs/imgfs/internal/registrytest"
 	"github.com/imgfs/imgfs/manifest"
 )
 
-// memSource is an in-memory registry for the CLI tests.
+// memSource is an in-memory registry for the CLI tests; runCLI points
+// references to 127.0.0.1:5000 at it.
 type memSource struct {
-	manifests map[string]fetch.ManifestResponse
-	blobs     map[digest.Digest][]byte
+	*registrytest.Registry
+	manifests map[string][]byte // bodies by digest, for expectations
 }
 
-func newMemSource() *memSource {
-	return &memSource{manifests: map[string]fetch.ManifestResponse{}, blobs: map[digest.Digest][]byte{}}
-}
-
-func (m *memSource) Manifest(_ context.Context, ref string, _ []string) (*fetch.ManifestResponse, error) {
-	r, ok := m.manifests[ref]
-	if !ok {
-		return nil, fmt.Errorf("manifest %s: %w", ref, fetch.ErrNotFound)
-	}
-	return &r, nil
-}
-
-func (m *memSource) FetchBlob(_ context.Context, d digest.Digest, _ int64) ([]byte, error) {
-	b, ok := m.blobs[d]
-	if !ok {
-		return nil, fmt.Errorf("blob %s: %w", d, fetch.ErrNotFound)
-	}
-	return b, nil
+func newMemSource(t *testing.T) *memSource {
+	return &memSource{Registry: registrytest.New(t), manifests: map[string][]byte{}}
 }
 
 func (m *memSource) put(mediaType string, body []byte, tags ...string) ocispec.Descriptor {
-	d := digest.FromBytes(body)
-	r := fetch.ManifestResponse{Body: body, MediaType: mediaType, DockerContentDigest: d}
-	m.manifests[d.String()] = r
-	for _, t := range tags {
-		m.manifests[t] = r
-	}
-	return ocispec.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(body))}
+	d := m.PutManifest(mediaType, body, tags...)
+	m.manifests[d.Digest.String()] = body
+	return d
 }
 
 func mustJSON(t *testing.T, v any) []byte {
@@ -84,8 +63,7 @@ func putImage(t *testing.T, src *memSource, arch string) ocispec.Descriptor {
 	}
 	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromString("d1"), digest.FromString("d2")}}
 	cfgBytes := mustJSON(t, cfg)
-	cfgDigest := digest.FromBytes(cfgBytes)
-	src.blobs[cfgDigest] = cfgBytes
+	cfgDigest := src.PutBlob(cfgBytes)
 	m := ocispec.Manifest{
 		MediaType: manifest.MediaTypeOCIManifest,
 		Config:    ocispec.Descriptor{MediaType: manifest.MediaTypeOCIConfig, Digest: cfgDigest, Size: int64(len(cfgBytes))},
@@ -110,7 +88,7 @@ func putIndex(t *testing.T, src *memSource) (index, amd64 ocispec.Descriptor) {
 }
 
 func TestInspectJSONShape(t *testing.T) {
-	src := newMemSource()
+	src := newMemSource(t)
 	indexDesc, amd64 := putIndex(t, src)
 	code, stdout, stderr := runCLI(t, nil, src, "inspect", "--platform", "linux/amd64", "--json", "127.0.0.1:5000/team/app")
 	if code != 0 {
@@ -185,7 +163,7 @@ func TestInspectJSONShape(t *testing.T) {
 
 func TestInspectJSONEmptyValuesAreStable(t *testing.T) {
 	img := &manifest.Image{Name: "r/x:y", Digest: digest.FromString("m"), SchemaVersion: 2}
-	b, err := json.Marshal(newInspectOutput(context.Background(), img, nil))
+	b, err := json.Marshal(newInspectOutput(img, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +180,7 @@ func TestInspectJSONEmptyValuesAreStable(t *testing.T) {
 }
 
 func TestInspectText(t *testing.T) {
-	src := newMemSource()
+	src := newMemSource(t)
 	indexDesc, amd64 := putIndex(t, src)
 	code, stdout, stderr := runCLI(t, map[string]string{"IMGFS_PLATFORM": "linux/amd64"}, src, "inspect", "docker://127.0.0.1:5000/team/app")
 	if code != 0 {
@@ -235,7 +213,7 @@ func TestInspectText(t *testing.T) {
 }
 
 func TestInspectVerboseLogs(t *testing.T) {
-	src := newMemSource()
+	src := newMemSource(t)
 	putIndex(t, src)
 	code, _, stderr := runCLI(t, nil, src, "-v", "inspect", "--platform", "linux/arm64", "127.0.0.1:5000/team/app")
 	if code != 0 {
@@ -253,21 +231,21 @@ func TestInspectVerboseLogs(t *testing.T) {
 }
 
 func TestInspectRaw(t *testing.T) {
-	src := newMemSource()
+	src := newMemSource(t)
 	indexDesc, amd64 := putIndex(t, src)
 	code, stdout, _ := runCLI(t, nil, src, "inspect", "--raw", "--platform", "linux/amd64", "127.0.0.1:5000/team/app")
-	if code != 0 || stdout != string(src.manifests[indexDesc.Digest.String()].Body) {
+	if code != 0 || stdout != string(src.manifests[indexDesc.Digest.String()]) {
 		t.Errorf("raw index: %d %q", code, stdout)
 	}
 	code, stdout, _ = runCLI(t, nil, src, "inspect", "--raw", "127.0.0.1:5000/team/app@"+amd64.Digest.String())
-	if code != 0 || stdout != string(src.manifests[amd64.Digest.String()].Body) {
+	if code != 0 || stdout != string(src.manifests[amd64.Digest.String()]) {
 		t.Errorf("raw manifest: %d %q", code, stdout)
 	}
 }
 
-func TestInspectUncompressedSizeHook(t *testing.T) {
+func TestInspectUncompressedSize(t *testing.T) {
 	img := &manifest.Image{Layers: []manifest.Layer{{Digest: gzipLayer, Size: 10}, {Digest: foreignLayer, Size: 20}}}
-	doc := newInspectOutput(context.Background(), img, func(_ context.Context, l manifest.Layer) (int64, bool) {
+	doc := newInspectOutput(img, func(l manifest.Layer) (int64, bool) {
 		return 99, l.Digest == gzipLayer
 	})
 	if doc.Layers[0].UncompressedSize == nil || *doc.Layers[0].UncompressedSize != 99 || doc.Layers[1].UncompressedSize != nil {
@@ -283,7 +261,7 @@ func TestInspectUncompressedSizeHook(t *testing.T) {
 }
 
 func TestInspectTextSchema1Sizes(t *testing.T) {
-	doc := newInspectOutput(context.Background(), &manifest.Image{
+	doc := newInspectOutput(&manifest.Image{
 		SchemaVersion: 1,
 		Layers:        []manifest.Layer{{Digest: gzipLayer, Size: -1, Format: manifest.FormatGzip}},
 	}, nil)

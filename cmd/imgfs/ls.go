@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgfs/imgfs/fs"
+	"github.com/imgfs/imgfs/image"
 	"github.com/imgfs/imgfs/index"
 )
 
@@ -32,20 +32,20 @@ missing one fetches only what its format requires (see 'imgfs index').`,
 			if len(args) == 2 {
 				p = args[1]
 			}
-			o, err := a.openImage(cmd.Context(), cmd, args[0], openOptions{progress: cmd.ErrOrStderr()})
+			img, err := a.openImage(cmd, args[0], func(*image.Options) {})
 			if err != nil {
 				return err
 			}
-			defer o.close()
-			return listPath(cmd.Context(), cmd.OutOrStdout(), o.tree, p, long)
+			defer img.Close()
+			return listPath(cmd.OutOrStdout(), img.Tree(), p, long)
 		},
 	}
 	cmd.Flags().BoolVarP(&long, "long", "l", false, "long format: mode, links, owner, size, time, name")
 	return cmd
 }
 
-func listPath(_ context.Context, out io.Writer, t *fs.Tree, p string, long bool) error {
-	node, err := lookupPath(t, p, true)
+func listPath(out io.Writer, t *fs.Tree, p string, long bool) error {
+	node, err := image.Lookup(t, p, true)
 	if err != nil {
 		return err
 	}

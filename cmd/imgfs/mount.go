@@ -14,7 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgfs/imgfs/fs"
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/image"
+	"github.com/imgfs/imgfs/index/cache"
 )
 
 func init() { registerCommand(newMountCommand) }
@@ -61,7 +62,7 @@ returns once the mount answers, or fails with the reason.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.memoryCache, "memory-cache", "256MiB", "decoded data kept in memory")
+	fl.StringVar(&f.memoryCache, "memory-cache", sizeString(cache.DefaultMemoryBytes), "decoded data kept in memory (rereads are then served from the disk cache)")
 	fl.StringVar(&f.prefetch, "prefetch", string(prefetchLandmark), prefetchFlagHelp)
 	fl.BoolVar(&f.stats, "stats", false, "print bytes fetched per layer, requests and cache hits on exit")
 	fl.BoolVar(&f.background, "background", false, "return once the mount is ready; the server keeps running")
@@ -100,21 +101,22 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	// A signal while the image is being opened aborts that (cmd.Context is
 	// cancelled by one); once mounted, a signal asks for an unmount, which
 	// may fail on a busy mount: the mount then keeps serving, so neither
-	// its blob reads nor the mount itself may hang on a cancellable context.
-	ctx := cmd.Context()
-	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	// the mount nor its background work may hang on the command's context.
+	// Reads carry the context of their FUSE request.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(cmd.Context()))
 	defer stopServing()
-	untilMounted := context.AfterFunc(ctx, stopServing)
-	o, err := a.openImage(ctx, cmd, reference, openOptions{
-		synthesize: true, progress: cmd.ErrOrStderr(), memoryCache: memory, diskCache: true,
-		blobContext: serveCtx,
+	untilMounted := context.AfterFunc(cmd.Context(), stopServing)
+	img, err := a.openImage(cmd, reference, func(o *image.Options) {
+		o.Synthesize = true
+		o.MemoryCache = memory
+		o.DiskCache = a.flags.cacheSizeBytes
 	})
 	if err != nil {
 		return err
 	}
-	defer o.close()
+	defer img.Close()
 
-	m, err := fs.Mount(serveCtx, dir, o.tree, o.contentReaders(), fs.MountOptions{
+	m, err := fs.Mount(serveCtx, dir, img.Tree(), img.ContentReaders(), fs.MountOptions{
 		Source:     reference,
 		AllowOther: allowOther,
 		Logger:     a.logger,
@@ -123,22 +125,24 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	if err != nil {
 		return err
 	}
-	a.logger.Info("mounted", "image", reference, "dir", dir, "digest", o.img.Digest, "files", o.tree.Len())
+	a.logger.Info("mounted", "image", reference, "dir", dir, "digest", img.Manifest.Digest, "files", img.Tree().Len())
 	// From here on a signal means "unmount", handled below.
 	untilMounted()
 	signalReady()
 	if prefetch != prefetchNone {
 		go func() {
-			prefetchLandmarks(serveCtx, o, a.logger)
+			img.PrefetchLandmarks(serveCtx)
 			if prefetch == prefetchAllFiles {
-				prefetchAll(serveCtx, o, a.logger)
+				if n, err := img.ReadAll(serveCtx); err == nil {
+					a.logger.Info("prefetch done", "files", n)
+				}
 			}
 		}()
 	}
 	serveUntilUnmounted(m, sigs, a.logger)
 	stopServing()
 	if f.stats {
-		printStats(cmd.ErrOrStderr(), o)
+		printStats(cmd.ErrOrStderr(), img.Stats())
 	}
 	return nil
 }
@@ -196,48 +200,23 @@ func (a *app) decideAllowOther(mode string) (bool, error) {
 }
 
 // printStats reports what the mount cost on the network and in the cache.
-func printStats(w io.Writer, o *openedImage) {
+// Per layer: requests and bytes fetched; span lookups, hits (from the
+// cache, or shared with a fetch another read started) and misses (spans
+// fetched and decoded: hits + misses = lookups).
+func printStats(w io.Writer, s image.Stats) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "LAYER\tDIGEST\tFORMAT\tREQUESTS\tFETCHED\tSPANS DECODED\tSPAN CACHE HITS")
+	fmt.Fprintln(tw, "LAYER\tDIGEST\tFORMAT\tREQUESTS\tFETCHED\tLOOKUPS\tHITS\tSHARED\tMISSES")
 	var requests, fetched int64
-	for i, b := range o.blobs {
-		bs := b.Stats()
-		rs := o.readers[i].Stats()
-		requests += bs.Requests
-		fetched += bs.Bytes
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%d\n", i+1, shortDigest(b.Digest().String()), o.indexes[i].Format,
-			bs.Requests, humanSize(bs.Bytes), rs.SpansDecoded, rs.CacheHits)
+	for i, l := range s.Layers {
+		requests += l.Requests
+		fetched += l.Fetched
+		r := l.Reads
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\n", i+1, shortDigest(l.Layer.Digest.String()), l.Layer.Format,
+			l.Requests, humanSize(l.Fetched), r.Lookups, r.Hits, r.Shared, r.SpansDecoded)
 	}
-	fmt.Fprintf(tw, "total\t\t\t%d\t%s\t\t\n", requests, humanSize(fetched))
+	fmt.Fprintf(tw, "total\t\t\t%d\t%s\t\t\t\t\n", requests, humanSize(fetched))
 	tw.Flush()
-	cs := o.cache.Stats()
-	fmt.Fprintf(w, "cache: %d memory hits, %d disk hits, %d misses; %s in memory, %s on disk\n",
-		cs.MemoryHits, cs.DiskHits, cs.Misses, humanSize(cs.MemoryBytes), humanSize(cs.DiskBytes))
-}
-
-// prefetchAll reads every file of the image once, one at a time, so that
-// the cache fills without competing much with reads programs make.
-func prefetchAll(ctx context.Context, o *openedImage, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) {
-	readers := o.contentReaders()
-	var files int
-	err := o.tree.Walk(func(p string, n *fs.Node) error {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if n.Synthetic() || n.Type() != index.TypeReg || n.Size() == 0 {
-			return nil
-		}
-		if err := copyContent(io.Discard, n, readers); err != nil {
-			log.Warn("prefetch", "path", p, "err", err)
-			return nil
-		}
-		files++
-		return nil
-	})
-	if err == nil {
-		log.Info("prefetch done", "files", files)
-	}
+	c := s.Cache
+	fmt.Fprintf(w, "span cache: %d memory hits, %d disk hits, %d misses; %s in memory, %s on disk\n",
+		c.MemoryHits, c.DiskHits, c.Misses, humanSize(c.MemoryBytes), humanSize(c.DiskBytes))
 }

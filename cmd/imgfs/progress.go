@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -12,23 +11,24 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
 
+	"github.com/imgfs/imgfs/image"
 	"github.com/imgfs/imgfs/manifest"
 )
 
-// progress reports index builds: bars on a terminal, a few plain lines
-// otherwise. Layers whose index is already cached report nothing.
+// progress reports index builds (it is an image.Progress): bars on a
+// terminal, a few plain lines otherwise. Layers whose index is already
+// cached report nothing.
 type progress struct {
 	out  io.Writer     // nil: report nothing
 	bars *mpb.Progress // nil unless out is a terminal
-	log  *slog.Logger
 }
 
 // plainProgressMin is the smallest layer whose build is reported without a
 // terminal: smaller ones take a moment and would only clutter logs.
 const plainProgressMin = 16 << 20
 
-func newProgress(out io.Writer, log *slog.Logger) *progress {
-	p := &progress{out: out, log: log}
+func newProgress(out io.Writer) *progress {
+	p := &progress{out: out}
 	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		p.bars = mpb.New(mpb.WithOutput(out), mpb.WithWidth(40), mpb.WithRefreshRate(150*time.Millisecond))
 	}
@@ -49,12 +49,14 @@ type layerProgress struct {
 	total    int64
 }
 
-func (p *progress) layer(i, n int, l manifest.Layer) *layerProgress {
+// Layer starts the report of layer i of n.
+func (p *progress) Layer(i, n int, l manifest.Layer) image.LayerProgress {
 	label := fmt.Sprintf("layer %d/%d %s (%s)", i+1, n, shortDigest(l.Digest.String()), l.Format)
 	return &layerProgress{p: p, label: label}
 }
 
-func (lp *layerProgress) update(done, total int64) {
+// Update reports compressed bytes consumed by the build.
+func (lp *layerProgress) Update(done, total int64) {
 	if lp.p.out == nil || (lp.p.bars == nil && total < plainProgressMin) {
 		return
 	}
@@ -83,7 +85,8 @@ func (lp *layerProgress) update(done, total int64) {
 	}
 }
 
-func (lp *layerProgress) done(err error) {
+// Done ends the report.
+func (lp *layerProgress) Done(err error) {
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	if !lp.started {

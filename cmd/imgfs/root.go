@@ -9,11 +9,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/imgfs/imgfs/fetch"
+	"github.com/imgfs/imgfs/image"
+	"github.com/imgfs/imgfs/index/cache"
 	"github.com/imgfs/imgfs/manifest"
 )
 
@@ -22,8 +23,8 @@ import (
 //
 //	func init() { registerCommand(newXxxCommand) }
 //
-// Use a.logger, a.resolveOptions(cmd, ref), a.fetchOptions(), a.cacheDir()
-// and a.flags; write to cmd.OutOrStdout(); validate positional arguments with
+// Use a.logger, a.imageOptions(cmd), a.cacheDir() and a.flags, call the
+// image library, write to cmd.OutOrStdout(); validate positional arguments with
 // exactArgs/rangeArgs so mistakes print the usage hint. Do not set
 // PersistentPreRun(E) on a subcommand: it would replace the root's, which
 // applies the IMGFS_* environment and builds the logger.
@@ -39,8 +40,6 @@ func registerCommand(newCommand func(*app) *cobra.Command) {
 // envPrefix prefixes the environment variable of every global flag:
 // --cache-dir is IMGFS_CACHE_DIR.
 const envPrefix = "IMGFS_"
-
-const defaultCacheSize = "10GiB"
 
 // envAnnotation marks a command's own flag as also read from IMGFS_<FLAG>
 // (global flags always are); see withEnv.
@@ -70,9 +69,6 @@ type app struct {
 	// ready is set once flags, environment and logger are set up: errors
 	// before that are usage errors.
 	ready bool
-
-	// source replaces the registry client (tests).
-	source manifest.Source
 }
 
 // globalFlags are the persistent flags every command shares.
@@ -105,8 +101,21 @@ default registry (ubuntu means index.docker.io/library/ubuntu:latest).
 
 Every global flag can also be set in the environment as IMGFS_<FLAG>, e.g.
 IMGFS_PLATFORM=linux/arm64 or IMGFS_PLAIN_HTTP=1; a flag on the command line
-wins. The platform otherwise comes from SINGULARITY_DOCKER_OS and
-SINGULARITY_DOCKER_ARCHITECTURE, then from the host.`,
+wins.
+
+Environment read besides IMGFS_<FLAG>:
+  APPTAINER_DOCKER_OS, APPTAINER_DOCKER_ARCHITECTURE, then
+  SINGULARITY_DOCKER_OS, SINGULARITY_DOCKER_ARCHITECTURE
+      the platform when neither --platform nor IMGFS_PLATFORM is set (else
+      the host's); either part may be set alone
+  IMGFS_USERNAME/IMGFS_PASSWORD, APPTAINER_DOCKER_USERNAME/PASSWORD,
+  SINGULARITY_DOCKER_USERNAME/PASSWORD
+      credentials for every registry (the first complete pair wins)
+  REGISTRY_AUTH_FILE, DOCKER_CONFIG, XDG_RUNTIME_DIR
+      credential files: podman's auth.json, docker's config.json (with
+      credential helpers)
+  XDG_CACHE_HOME, HOME     the default --cache-dir
+  HTTPS_PROXY, HTTP_PROXY, NO_PROXY   proxies for registry traffic`,
 		Example: `  imgfs inspect ubuntu:22.04
   imgfs inspect --platform linux/arm64 docker://alpine:3.20
   imgfs --plain-http inspect 127.0.0.1:5000/tools/app:dev --json
@@ -127,7 +136,7 @@ SINGULARITY_DOCKER_ARCHITECTURE, then from the host.`,
 	pf.BoolVar(&a.flags.plainHTTP, "plain-http", false, "talk plain HTTP to the registry (local registries)")
 	pf.BoolVar(&a.flags.insecure, "insecure", false, "skip TLS certificate verification")
 	pf.StringVar(&a.flags.cacheDir, "cache-dir", defaultCacheDir(a.getenv), "directory of the index and data cache")
-	pf.StringVar(&a.flags.cacheSize, "cache-size", defaultCacheSize, "maximum size of the on-disk cache of decoded data (e.g. 512MiB, 10GiB, 2G)")
+	pf.StringVar(&a.flags.cacheSize, "cache-size", sizeString(cache.DefaultDiskBytes), "maximum size of the on-disk cache of decoded data (e.g. 512MiB, 10GiB, 2G)")
 	pf.BoolVarP(&a.flags.verbose, "verbose", "v", false, "log registry calls and decisions (level Info)")
 	pf.BoolVar(&a.flags.debug, "debug", false, "log everything (level Debug)")
 	pf.VisitAll(func(f *pflag.Flag) {
@@ -241,32 +250,34 @@ func (a *app) cacheDir() (string, error) {
 	return a.flags.cacheDir, nil
 }
 
-// fetchOptions are the registry client options the global flags select.
-func (a *app) fetchOptions() fetch.Options {
-	return fetch.Options{
-		PlainHTTP: a.flags.plainHTTP,
-		Insecure:  a.flags.insecure,
-		UserAgent: "imgfs/" + version,
-		Logger:    a.logger,
+// imageOptions are the image library options the global flags and the
+// environment select: registry access, platform, cache dir and logger.
+// Commands add what they need (synthesis, caches, progress).
+func (a *app) imageOptions(cmd *cobra.Command) (image.Options, error) {
+	from := "--platform"
+	if f := cmd.Flags().Lookup("platform"); f != nil && !f.Changed {
+		from = envName("platform")
 	}
-}
-
-// resolveOptions turns the global flags and the environment into options for
-// manifest.Resolve. The platform is passed only when given on the command
-// line: manifest.WantedPlatform applies IMGFS_PLATFORM, then
-// SINGULARITY_DOCKER_OS/ARCHITECTURE, then the host, and logs which it used.
-func (a *app) resolveOptions(cmd *cobra.Command, reference string) manifest.Options {
-	opts := manifest.Options{
-		Reference: reference,
-		Getenv:    a.getenv,
-		Source:    a.source,
-		Fetch:     a.fetchOptions(),
-		Logger:    a.logger,
+	want, wantFrom, err := manifest.WantedPlatform(a.flags.platform, from, a.getenv, nil)
+	if err != nil {
+		return image.Options{}, &usageError{err: err}
 	}
-	if f := cmd.Flags().Lookup("platform"); f != nil && f.Changed {
-		opts.Platform = a.flags.platform
+	cacheDir, err := a.cacheDir()
+	if err != nil {
+		return image.Options{}, err
 	}
-	return opts
+	return image.Options{
+		Platform:     want,
+		PlatformFrom: wantFrom,
+		Registry: fetch.Options{
+			PlainHTTP: a.flags.plainHTTP,
+			Insecure:  a.flags.insecure,
+			UserAgent: "imgfs/" + version,
+			Logger:    a.logger,
+		},
+		CacheDir: cacheDir,
+		Logger:   a.logger,
+	}, nil
 }
 
 // usageError is a mistake in how imgfs was called; it is printed with a
@@ -319,6 +330,21 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
+// sizeString renders n as parseSize reads it back, in the largest binary
+// unit that divides it: flag defaults show as 64MiB, not 67108864.
+func sizeString(n int64) string {
+	units := []struct {
+		name string
+		size int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}}
+	for _, u := range units {
+		if n >= u.size && n%u.size == 0 {
+			return fmt.Sprintf("%d%s", n/u.size, u.name)
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // parseSize parses a byte size: a number with an optional unit. KiB, MiB,
 // GiB, TiB and the short K, M, G, T are powers of 1024; KB, MB, GB, TB are
 // powers of 1000; B or no unit is bytes. Case and a space before the unit
@@ -354,10 +380,17 @@ func parseSize(s string) (int64, error) {
 	return int64(n), nil
 }
 
-// nameOptions are the reference-parsing options the global flags select.
-func (a *app) nameOptions() []name.Option {
-	if a.flags.plainHTTP {
-		return []name.Option{name.Insecure}
+// openImage opens reference with the options the flags select, adjusted
+// by the command, reporting index builds on stderr.
+func (a *app) openImage(cmd *cobra.Command, reference string, adjust func(*image.Options)) (*image.Image, error) {
+	opts, err := a.imageOptions(cmd)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	progress := newProgress(cmd.ErrOrStderr())
+	opts.Progress = progress
+	adjust(&opts)
+	img, err := image.Open(cmd.Context(), reference, opts)
+	progress.wait()
+	return img, err
 }

@@ -3,23 +3,51 @@ package main
 import (
 	"bytes"
 	"context"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/imgfs/imgfs/manifest"
 )
 
+// testRegistryHost is what references in these tests name; runCLI points
+// it at the test's in-memory registry, over plain HTTP, and shows that
+// registry's real address as this one in the outputs.
+const testRegistryHost = "127.0.0.1:5000"
+
 // runCLI runs one command line against a fresh app with the given
-// environment and returns the exit code and outputs.
+// environment (and a cache dir of the test's) and returns the exit code and
+// outputs.
 func runCLI(t *testing.T, env map[string]string, src *memSource, args ...string) (int, string, string) {
 	t.Helper()
+	env = maps.Clone(env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	if _, ok := env["IMGFS_CACHE_DIR"]; !ok {
+		env["IMGFS_CACHE_DIR"] = t.TempDir()
+	}
+	if src != nil {
+		if _, ok := env["IMGFS_PLAIN_HTTP"]; !ok {
+			env["IMGFS_PLAIN_HTTP"] = "1"
+		}
+		args = slices.Clone(args)
+		for i := range args {
+			args[i] = strings.ReplaceAll(args[i], testRegistryHost, src.Host())
+		}
+	}
 	var stdout, stderr bytes.Buffer
 	a := newApp(&stdout, &stderr, func(k string) string { return env[k] })
-	if src != nil {
-		a.source = src
-	}
 	code := run(context.Background(), a, args)
-	return code, stdout.String(), stderr.String()
+	out, errOut := stdout.String(), stderr.String()
+	if src != nil {
+		out = strings.ReplaceAll(out, src.Host(), testRegistryHost)
+		errOut = strings.ReplaceAll(errOut, src.Host(), testRegistryHost)
+	}
+	return code, out, errOut
 }
 
 func TestUsageErrorsShowHint(t *testing.T) {
@@ -43,7 +71,7 @@ func TestUsageErrorsShowHint(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			code, stdout, stderr := runCLI(t, tc.env, newMemSource(), tc.args...)
+			code, stdout, stderr := runCLI(t, tc.env, newMemSource(t), tc.args...)
 			if code != 1 {
 				t.Errorf("exit code %d, want 1", code)
 			}
@@ -61,7 +89,7 @@ func TestUsageErrorsShowHint(t *testing.T) {
 }
 
 func TestRuntimeErrorHasNoHint(t *testing.T) {
-	code, _, stderr := runCLI(t, nil, newMemSource(), "inspect", "127.0.0.1:5000/missing:v1")
+	code, _, stderr := runCLI(t, nil, newMemSource(t), "inspect", "127.0.0.1:5000/missing:v1")
 	if code != 1 {
 		t.Errorf("exit code %d", code)
 	}
@@ -127,12 +155,15 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		if a.logger.Enabled(context.Background(), -4) || a.logger.Enabled(context.Background(), 0) || !a.logger.Enabled(context.Background(), 4) {
 			t.Error("default level is not Warn")
 		}
-		opts := a.resolveOptions(cmd, "x")
-		if opts.Platform != "" || opts.Fetch.PlainHTTP || opts.Fetch.Insecure || opts.Reference != "x" || opts.Getenv == nil {
+		opts, err := a.imageOptions(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opts.PlatformFrom != "host" || opts.Registry.PlainHTTP || opts.Registry.Insecure || opts.CacheDir != "/home/u/.cache/imgfs" {
 			t.Errorf("options %+v", opts)
 		}
-		if !strings.HasPrefix(opts.Fetch.UserAgent, "imgfs/") {
-			t.Errorf("user agent %q", opts.Fetch.UserAgent)
+		if !strings.HasPrefix(opts.Registry.UserAgent, "imgfs/") {
+			t.Errorf("user agent %q", opts.Registry.UserAgent)
 		}
 	})
 	t.Run("XDG_CACHE_HOME", func(t *testing.T) {
@@ -152,13 +183,15 @@ func TestFlagsAndEnvironment(t *testing.T) {
 			"IMGFS_PLAIN_HTTP": "yes", "IMGFS_INSECURE": "1", "IMGFS_CACHE_DIR": "/c", "IMGFS_CACHE_SIZE": "512MiB",
 			"IMGFS_VERBOSE": "true", "IMGFS_PLATFORM": "linux/arm64",
 		})
-		opts := a.resolveOptions(cmd, "x")
-		if !opts.Fetch.PlainHTTP || !opts.Fetch.Insecure || a.flags.cacheDir != "/c" || a.flags.cacheSizeBytes != 512<<20 {
+		opts, err := a.imageOptions(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !opts.Registry.PlainHTTP || !opts.Registry.Insecure || opts.CacheDir != "/c" || a.flags.cacheSizeBytes != 512<<20 {
 			t.Errorf("flags %+v", a.flags)
 		}
-		// IMGFS_PLATFORM is left to manifest.WantedPlatform (same precedence, better logs).
-		if opts.Platform != "" || opts.Getenv("IMGFS_PLATFORM") != "linux/arm64" {
-			t.Errorf("platform %q", opts.Platform)
+		if manifest.FormatPlatform(opts.Platform) != "linux/arm64" || opts.PlatformFrom != "IMGFS_PLATFORM" {
+			t.Errorf("platform %v from %q", opts.Platform, opts.PlatformFrom)
 		}
 		if !a.logger.Enabled(context.Background(), 0) || a.logger.Enabled(context.Background(), -4) {
 			t.Error("IMGFS_VERBOSE did not select Info")
@@ -167,9 +200,12 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	t.Run("flags beat environment", func(t *testing.T) {
 		a, cmd := setupApp(t, map[string]string{"IMGFS_PLATFORM": "linux/arm64", "IMGFS_CACHE_DIR": "/env", "IMGFS_PLAIN_HTTP": "1"},
 			"--platform", "linux/arm/v7", "--cache-dir", "/flag", "--plain-http=false", "--debug")
-		opts := a.resolveOptions(cmd, "x")
-		if opts.Platform != "linux/arm/v7" || a.flags.cacheDir != "/flag" || opts.Fetch.PlainHTTP {
-			t.Errorf("platform %q cache %q plain %v", opts.Platform, a.flags.cacheDir, opts.Fetch.PlainHTTP)
+		opts, err := a.imageOptions(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if manifest.FormatPlatform(opts.Platform) != "linux/arm/v7" || opts.PlatformFrom != "--platform" || opts.CacheDir != "/flag" || opts.Registry.PlainHTTP {
+			t.Errorf("platform %v cache %q plain %v", opts.Platform, opts.CacheDir, opts.Registry.PlainHTTP)
 		}
 		if !a.logger.Enabled(context.Background(), -4) {
 			t.Error("--debug did not select Debug")

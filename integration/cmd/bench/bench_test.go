@@ -13,11 +13,11 @@ import (
 
 // statsSample is what `imgfs mount --stats` prints on exit.
 const statsSample = `time=... level=INFO msg=mounted
-LAYER  DIGEST               FORMAT   REQUESTS  FETCHED   SPANS DECODED  SPAN CACHE HITS
-1      sha256:f78f88ffca92  estargz  0         0 B       0              0
-3      sha256:88980f103143  estargz  2080      29.0 MiB  2080           281
+LAYER  DIGEST               FORMAT   REQUESTS  FETCHED   LOOKUPS  HITS  SHARED  MISSES
+1      sha256:f78f88ffca92  estargz  0         0 B       0        0     0       0
+3      sha256:88980f103143  estargz  2080      29.0 MiB  2361     281   12      2080
 total                                2080      29.0 MiB
-cache: 281 memory hits, 0 disk hits, 4160 misses; 52.9 MiB in memory, 52.9 MiB on disk
+span cache: 269 memory hits, 0 disk hits, 2092 misses; 52.9 MiB in memory, 52.9 MiB on disk
 `
 
 func TestParseStats(t *testing.T) {

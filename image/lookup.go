@@ -1,4 +1,4 @@
-package main
+package image
 
 import (
 	"fmt"
@@ -13,10 +13,16 @@ import (
 // one path walk.
 const maxSymlinkHops = 40
 
-// lookupPath finds p in the merged tree as a process chrooted into the image
+// Lookup finds p in the merged tree as a process chrooted into the image
 // would: symlinks in directory components are followed (absolute ones from
-// the image root, never outside it), and the last one too when follow is set.
-func lookupPath(t *fs.Tree, p string, follow bool) (*fs.Node, error) {
+// the image root, never outside it), and the last one too when follow is
+// set.
+func (img *Image) Lookup(p string, follow bool) (*fs.Node, error) {
+	return Lookup(img.tree, p, follow)
+}
+
+// Lookup is Image.Lookup on any tree.
+func Lookup(t *fs.Tree, p string, follow bool) (*fs.Node, error) {
 	hops := 0
 	return walkPath(t, t.Root(), p, follow, &hops)
 }

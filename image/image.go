@@ -1,0 +1,165 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imgfs/imgfs/fetch"
+	"github.com/imgfs/imgfs/fs"
+	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/index/cache"
+	"github.com/imgfs/imgfs/manifest"
+)
+
+// Image is an opened image: resolved, every layer indexed, merged. It is
+// safe for concurrent use once Open returns.
+type Image struct {
+	// Manifest describes the image as its registry does.
+	Manifest *manifest.Image
+
+	layers    []*Layer
+	tree      *fs.Tree
+	cache     *cache.Cache
+	ownsCache bool
+	log       *slog.Logger
+}
+
+// Layer is one layer of an opened image.
+type Layer struct {
+	manifest.Layer               // the descriptor: digest, media type, format, size
+	Blob           *fetch.Blob   // lazy range reads of the blob
+	Index          *index.Index  // entries and spans
+	Reader         *index.Reader // verified, cached reads of entry contents
+}
+
+// Open resolves reference, opens every layer's index (from the cache dir,
+// else built now, a few layers at a time) and merges the layers.
+func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
+	m, repo, err := resolve(ctx, reference, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkReadable(m); err != nil {
+		return nil, err
+	}
+	img := &Image{Manifest: m, log: opts.logger(), cache: opts.Cache}
+	if img.cache == nil {
+		if img.cache, err = newSpanCache(opts); err != nil {
+			return nil, err
+		}
+		img.ownsCache = true
+	}
+	if err := img.openLayers(ctx, repo, opts); err != nil {
+		img.Close()
+		return nil, err
+	}
+	entries := make([][]index.Entry, len(img.layers))
+	for i, l := range img.layers {
+		entries[i] = l.Index.Entries
+	}
+	img.tree = fs.Merge(entries, fs.MergeOptions{Logger: img.log})
+	if opts.Synthesize {
+		if err := fs.Synthesize(img.tree, m.Config, fs.SynthOptions{Logger: img.log}); err != nil {
+			img.Close()
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+// newSpanCache makes the span cache Options ask for.
+func newSpanCache(opts Options) (*cache.Cache, error) {
+	co := cache.Options{MemoryBytes: opts.MemoryCache, Logger: opts.logger()}
+	if opts.DiskCache > 0 && opts.CacheDir != "" {
+		co.Dir = filepath.Join(opts.CacheDir, "spans")
+		co.DiskBytes = opts.DiskCache
+	}
+	return cache.New(co)
+}
+
+// openLayers opens the blob and index of every layer, indexParallelism at
+// a time.
+func (img *Image) openLayers(ctx context.Context, repo *fetch.Repository, opts Options) error {
+	layers := img.Manifest.Layers
+	img.layers = make([]*Layer, len(layers))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(indexParallelism)
+	for i, desc := range layers {
+		g.Go(func() error {
+			l, err := img.openLayer(gctx, repo, opts, i, desc)
+			if err != nil {
+				return fmt.Errorf("layer %d (%s): %w", i+1, desc.Digest, err)
+			}
+			img.layers[i] = l
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Options, i int, desc manifest.Layer) (*Layer, error) {
+	blob, err := repo.OpenBlob(ctx, desc.Digest, desc.Size)
+	if err != nil {
+		return nil, err
+	}
+	var progress LayerProgress = noProgress{}
+	if opts.Progress != nil {
+		progress = opts.Progress.Layer(i, len(img.Manifest.Layers), desc)
+	}
+	ix, err := index.Open(ctx, index.Options{
+		CacheDir: opts.CacheDir,
+		Layer:    desc,
+		Blob:     blob,
+		Progress: progress.Update,
+		Logger:   img.log,
+	})
+	progress.Done(err)
+	if err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	r := ix.NewReader(blob, img.cache, index.ReaderOptions{Logger: img.log})
+	return &Layer{Layer: desc, Blob: blob, Index: ix, Reader: r}, nil
+}
+
+type noProgress struct{}
+
+func (noProgress) Update(int64, int64) {}
+func (noProgress) Done(error)          {}
+
+// Layers are the image's layers, base first.
+func (img *Image) Layers() []*Layer { return img.layers }
+
+// Tree is the merged root file system (with what Synthesize added).
+func (img *Image) Tree() *fs.Tree { return img.tree }
+
+// ContentReaders are what fs.Mount reads file contents through: one per
+// layer, in manifest order.
+func (img *Image) ContentReaders() []fs.ContentReader {
+	out := make([]fs.ContentReader, len(img.layers))
+	for i, l := range img.layers {
+		out[i] = l.Reader
+	}
+	return out
+}
+
+// Close stops background fetches, releases the layers' local files and,
+// when Open made it, closes the span cache (flushing its disk tier).
+func (img *Image) Close() error {
+	var errs []error
+	for _, l := range img.layers {
+		if l == nil {
+			continue
+		}
+		l.Reader.Close()
+		errs = append(errs, l.Index.Close())
+	}
+	if img.ownsCache && img.cache != nil {
+		errs = append(errs, img.cache.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,73 @@
+package image
+
+import (
+	"log/slog"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/imgfs/imgfs/fetch"
+	"github.com/imgfs/imgfs/index/cache"
+	"github.com/imgfs/imgfs/manifest"
+)
+
+// Options say how to reach an image and what to prepare of it.
+type Options struct {
+	// Platform is the one to pick from a multi-platform image; zero means
+	// the host's. PlatformFrom names where it came from ("--platform",
+	// "APPTAINER_DOCKER_ARCHITECTURE", ...) for logs and errors; see
+	// manifest.WantedPlatform.
+	Platform     ocispec.Platform
+	PlatformFrom string
+	// Registry is how to talk to the registry: plain HTTP, TLS,
+	// credentials, retries, user agent, transport. Its Logger defaults to
+	// Logger.
+	Registry fetch.Options
+
+	// CacheDir holds layer indexes (<CacheDir>/index) and, when Open makes
+	// the span cache with a disk tier, decoded data (<CacheDir>/spans);
+	// "" stores nothing and builds every index.
+	CacheDir string
+	// Cache keeps decoded spans; several images may share one (layers
+	// shared between them are then cached once). nil: Open makes one from
+	// MemoryCache and DiskCache, and Close closes it.
+	Cache *cache.Cache
+	// MemoryCache bounds the span cache Open makes in memory (0:
+	// cache.DefaultMemoryBytes); DiskCache > 0 adds a disk tier of that
+	// many bytes under CacheDir.
+	MemoryCache int64
+	DiskCache   int64
+
+	// Synthesize adds, in memory, the /.singularity.d and mount-point
+	// stubs Apptainer expects of a container directory (see fs.Synthesize).
+	Synthesize bool
+	// Progress hears about index builds; nil: nobody.
+	Progress Progress
+	Logger   *slog.Logger // nil: slog.Default()
+}
+
+// Progress hears about the layer indexes Open builds.
+type Progress interface {
+	// Layer is called for layer i of n before its index is opened; the
+	// returned LayerProgress hears about a build, if one is needed.
+	Layer(i, n int, l manifest.Layer) LayerProgress
+}
+
+// LayerProgress hears about one layer's index build.
+type LayerProgress interface {
+	// Update reports compressed bytes consumed so far; only called when
+	// the index is being built, not loaded.
+	Update(done, total int64)
+	// Done is called once the index is open (err nil) or failed.
+	Done(err error)
+}
+
+// indexParallelism bounds how many layers are indexed at once: each build
+// streams one blob and keeps a core busy inflating it.
+const indexParallelism = 3
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
+}

@@ -1,0 +1,221 @@
+package index
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Limits of one fetch: a read needing more spans than this loops.
+const (
+	maxRunSpans = 16
+	maxRunBytes = 64 << 20 // compressed bytes of one ReadAt
+	maxRunGap   = 64 << 10 // bytes between spans fetched rather than split into two reads
+)
+
+// load is the one way reads, readahead and prefetch get decoded spans: the
+// cache, else a fetch in flight for span i, else a new fetch of spans
+// i..j (j <= last, at most maxSpans, see runEnd) that is verified, decoded
+// and cached. It returns the decoded bytes of span i and of the spans
+// after it that came with it (at least one).
+//
+// A caller that joined a background fetch which then failed fetches again
+// itself, up to twice: readahead errors are never a read's. Background
+// callers (readahead, prefetch) pass background=true.
+func (r *Reader) load(ctx context.Context, i, last, maxSpans int, background bool) ([][]byte, error) {
+	key := r.key(i)
+	if data, ok := r.cached(key, i); ok {
+		r.countHit(false)
+		return [][]byte{data}, nil
+	}
+	for attempt := 0; ; attempt++ {
+		var lateHit bool
+		val, err, shared, fromBackground := r.flights.do(ctx, i, background, r.fetchFunc(i, last, maxSpans, &lateHit))
+		if err != nil && shared && fromBackground && attempt < 2 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		// Decodes were counted by fetchRun; what else this lookup found
+		// is a hit.
+		if shared || lateHit {
+			r.countHit(shared)
+		}
+		return val, nil
+	}
+}
+
+// fetchFunc is the body of a fetch starting at span i: a last look at the
+// cache (a fetch that just finished may have filled it after the caller
+// looked: that is a hit, not a second decode; it sets *lateHit), then
+// fetchRun of the run from i towards last.
+func (r *Reader) fetchFunc(i, last, maxSpans int, lateHit *bool) func(context.Context) ([][]byte, error) {
+	return func(ctx context.Context) ([][]byte, error) {
+		key := r.key(i)
+		if r.cache.Contains(key) {
+			if data, ok := r.cached(key, i); ok {
+				*lateHit = true
+				return [][]byte{data}, nil
+			}
+		}
+		return r.fetchRun(ctx, i, r.runEnd(i, last, maxSpans))
+	}
+}
+
+func (r *Reader) countHit(shared bool) {
+	r.stats.lookups.Add(1)
+	r.stats.hits.Add(1)
+	if shared {
+		r.stats.shared.Add(1)
+	}
+}
+
+// cached looks span i up in the cache. An entry of the wrong length (a
+// damaged disk tier) counts as absent rather than a crash.
+func (r *Reader) cached(key string, i int) ([]byte, bool) {
+	data, ok := r.cache.Get(key)
+	if !ok || int64(len(data)) != r.ix.Spans[i].ULen {
+		return nil, false
+	}
+	return data, true
+}
+
+// runEnd extends a fetch from span i towards last, over at most maxSpans
+// spans, while the spans are of one kind, in order and close together in
+// their source, not cached and not being fetched already (a read joins
+// those instead). The run's source stays within maxRunBytes.
+func (r *Reader) runEnd(i, last, maxSpans int) int {
+	spans := r.ix.Spans
+	j := i
+	base, _ := spans[i].source()
+	for j < last && j+1-i < maxSpans {
+		next := &spans[j+1]
+		prevOff, prevLen := spans[j].source()
+		off, n := next.source()
+		if next.Kind != spans[i].Kind || off < prevOff || off > prevOff+prevLen+maxRunGap || off+n-base > maxRunBytes {
+			break
+		}
+		if r.cache.Contains(r.key(j+1)) || r.flights.has(j+1) {
+			break
+		}
+		j++
+	}
+	return j
+}
+
+// fetchRun reads the source bytes of spans i..j with one ReadAt, verifies
+// and decodes them (in parallel) and caches the results. A digest mismatch
+// refetches once; a second one is an error, never data.
+func (r *Reader) fetchRun(ctx context.Context, i, j int) ([][]byte, error) {
+	spans := r.ix.Spans[i : j+1]
+	base, end := spans[0].source()
+	end += base
+	for k := range spans {
+		off, n := spans[k].source()
+		end = max(end, off+n)
+	}
+	buf := make([]byte, end-base+inflatePad)
+	var out [][]byte
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		if attempt > 0 {
+			r.stats.retries.Add(1)
+			clear(buf)
+		}
+		if spans[0].Kind == SpanLocal {
+			err = r.readLocal(buf[:end-base], base)
+		} else {
+			err = r.fetch(ctx, buf[:end-base], base)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out, err = r.decodeRun(spans, buf, base)
+		if !errors.Is(err, ErrCorrupt) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	for k := range spans {
+		r.cache.Put(r.key(i+k), out[k])
+	}
+	r.stats.lookups.Add(int64(len(spans)))
+	r.stats.decoded.Add(int64(len(spans)))
+	return out, nil
+}
+
+// decodeRun verifies and decodes the spans of a run from buf, which holds
+// the blob bytes from offset base.
+func (r *Reader) decodeRun(spans []Span, buf []byte, base int64) ([][]byte, error) {
+	out := make([][]byte, len(spans))
+	one := func(k int) error {
+		s := &spans[k]
+		off, n := s.source()
+		comp := buf[off-base:]
+		if s.Check == CheckCompressed && sha256.Sum256(comp[:n]) != s.Digest {
+			return fmt.Errorf("span at stream offset %d (blob bytes %d+%d): digest mismatch: %w", s.UOff, off, n, ErrCorrupt)
+		}
+		data, err := r.ix.decodeSpan(s, comp[:min(int64(len(comp)), n+inflatePad)], &r.dec)
+		if err != nil {
+			if s.Check == CheckDecoded { // unverified input: treat like a mismatch
+				err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+			}
+			return fmt.Errorf("span at stream offset %d: %w", s.UOff, err)
+		}
+		if s.Check == CheckDecoded && sha256.Sum256(data) != s.Digest {
+			if s.Kind == SpanLocal {
+				return fmt.Errorf("span at stream offset %d: the local copy of the layer is damaged (prune the cache to rebuild it): %w", s.UOff, ErrCorrupt)
+			}
+			return fmt.Errorf("span at stream offset %d: decoded digest mismatch: %w", s.UOff, ErrCorrupt)
+		}
+		out[k] = data
+		return nil
+	}
+	if len(spans) == 1 {
+		return out, one(0)
+	}
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for k := range spans {
+		g.Go(func() error { return one(k) })
+	}
+	return out, g.Wait()
+}
+
+// readLocal fills p from the local copy of a plain zstd layer.
+func (r *Reader) readLocal(p []byte, off int64) error {
+	if r.ix.local == nil {
+		return fmt.Errorf("local copy of the layer is not open: %w", ErrCorrupt)
+	}
+	r.stats.localReads.Add(1)
+	n, err := r.ix.local.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("read local copy bytes %d+%d: got %d: %w", off, len(p), n, err)
+}
+
+// fetch fills p from the blob at off; a short read is an error.
+func (r *Reader) fetch(ctx context.Context, p []byte, off int64) error {
+	r.stats.blobReads.Add(1)
+	r.stats.blobBytes.Add(int64(len(p)))
+	n, err := r.blob.ReadAt(ctx, p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("read blob bytes %d+%d: got %d: %w", off, len(p), n, err)
+}
