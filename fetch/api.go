@@ -25,6 +25,9 @@ type Options struct {
 	Retry     RetryPolicy       // zero value: DefaultRetryPolicy()
 	Logger    *slog.Logger      // nil: slog.Default(); registry calls at Info, headers at Debug
 	Transport http.RoundTripper // base transport under auth and retries; nil: a tuned *http.Transport
+	// StallTimeout fails a response body that sends no byte for this long;
+	// the read is then resumed within Retry. 0: DefaultStallTimeout.
+	StallTimeout time.Duration
 	// MaxWholeBlob bounds the blob kept whole in memory when its server
 	// ignores Range requests (larger ones fail with a clear error); 0: 256 MiB.
 	MaxWholeBlob int64

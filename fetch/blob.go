@@ -38,6 +38,11 @@ func (r *repository) openBlob(ctx context.Context, dgst digest.Digest, size int6
 	if err := dgst.Validate(); err != nil {
 		return nil, fmt.Errorf("blob %s@%s: %w", r.repo, dgst, err)
 	}
+	if size == 0 && dgst != dgst.Algorithm().FromBytes(nil) {
+		// A hostile manifest's way to make a layer vanish, or to cache an
+		// empty index under a popular digest.
+		return nil, fmt.Errorf("blob %s@%s: the descriptor says 0 bytes, which only the empty blob (%s) has", r.repo, dgst, dgst.Algorithm().FromBytes(nil))
+	}
 	b := &blob{r: r, dgst: dgst, size: size}
 	if size < 0 {
 		if err := b.resolveSize(ctx); err != nil {
@@ -363,22 +368,138 @@ func (b *blob) keepWhole(ctx context.Context, resp *http.Response) ([]byte, erro
 	return data, nil
 }
 
-// open streams the whole blob with one GET. Retries happen only until the
-// response headers; a stream that breaks is the reader's error.
+// open streams the whole blob. A body that breaks off (reset, stall,
+// early end) is resumed with a Range request from the last byte received,
+// within the retry policy: a one-pass index build of a large layer then
+// survives a flaky network. A server that ignores Range for the resumption
+// sends the whole blob again, and the bytes already read are skipped.
+// Bytes are not verified here: the builder checks the blob digest.
 func (b *blob) open(ctx context.Context) (io.ReadCloser, error) {
 	if whole, _ := b.wholeState(); whole != nil {
 		return io.NopCloser(bytes.NewReader(whole)), nil
 	}
-	resp, err := b.get(ctx, "")
-	if err != nil {
+	s := &resumingStream{b: b, ctx: ctx, start: time.Now()}
+	if err := s.connect(); err != nil {
 		return nil, fmt.Errorf("open blob %s: %w", b.dgst, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("open blob %s: %w", b.dgst, responseError(resp, b.r.statusHint(resp.StatusCode)))
+	return s, nil
+}
+
+// resumingStream is the body of a whole-blob GET that resumes itself.
+type resumingStream struct {
+	b        *blob
+	ctx      context.Context
+	body     io.ReadCloser
+	off      int64 // bytes delivered so far
+	start    time.Time
+	attempts int
+	pending  error // an error that came with the last bytes delivered
+}
+
+// connect (re)opens the body at s.off.
+func (s *resumingStream) connect() error {
+	rangeHeader := ""
+	if s.off > 0 {
+		rangeHeader = fmt.Sprintf("bytes=%d-", s.off)
 	}
-	if resp.ContentLength >= 0 && resp.ContentLength != b.size {
-		resp.Body.Close()
-		return nil, fmt.Errorf("open blob %s: server sends %d bytes, expected %d", b.dgst, resp.ContentLength, b.size)
+	resp, err := s.b.get(s.ctx, rangeHeader)
+	if err != nil {
+		return err
 	}
-	return resp.Body, nil
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && s.off > 0:
+		cr, err := parseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil || cr.start != s.off || cr.end != s.b.size-1 {
+			resp.Body.Close()
+			return fmt.Errorf("resumed at %d, server sent Content-Range %q", s.off, oneLine(resp.Header.Get("Content-Range"), 100))
+		}
+	case resp.StatusCode == http.StatusOK:
+		if resp.ContentLength >= 0 && resp.ContentLength != s.b.size {
+			resp.Body.Close()
+			return fmt.Errorf("server sends %d bytes, expected %d", resp.ContentLength, s.b.size)
+		}
+		if s.off > 0 { // ignores Range: skip what was delivered
+			if _, err := io.CopyN(io.Discard, resp.Body, s.off); err != nil {
+				resp.Body.Close()
+				return fmt.Errorf("skip %d bytes of a resumed stream: %w", s.off, err)
+			}
+		}
+	default:
+		return responseError(resp, s.b.r.statusHint(resp.StatusCode))
+	}
+	s.body = resp.Body
+	return nil
+}
+
+func (s *resumingStream) Read(p []byte) (int, error) {
+	for {
+		err := s.pending
+		s.pending = nil
+		if err == nil {
+			var n int
+			n, err = s.body.Read(p)
+			s.off += int64(n)
+			if err == io.EOF && s.off < s.b.size {
+				err = io.ErrUnexpectedEOF
+			}
+			if n > 0 || err == io.EOF {
+				if err != io.EOF {
+					s.pending = err
+				}
+				return n, err
+			}
+			if err == nil {
+				continue
+			}
+		}
+		if rerr := s.resume(err); rerr != nil {
+			return 0, rerr
+		}
+	}
+}
+
+// resume reconnects after err if it is worth it and the policy allows.
+func (s *resumingStream) resume(err error) error {
+	s.body.Close()
+	s.attempts++
+	p := s.b.r.policy
+	delay := p.backoff(s.attempts, rand.Float64())
+	if !transientError(err) || s.attempts >= p.MaxAttempts || time.Since(s.start)+delay > p.MaxElapsed || s.ctx.Err() != nil {
+		return fmt.Errorf("blob %s stream broke off at byte %d: %w", s.b.dgst, s.off, err)
+	}
+	s.b.r.log.LogAttrs(s.ctx, slog.LevelInfo, "blob stream broke off, resuming",
+		slog.String("digest", s.b.dgst.String()), slog.Int64("offset", s.off),
+		slog.String("error", redactErrorText(err.Error())), slog.Int("attempt", s.attempts))
+	if err := sleepContext(s.ctx, delay); err != nil {
+		return err
+	}
+	for {
+		cerr := s.connect()
+		if cerr == nil {
+			return nil
+		}
+		s.attempts++
+		delay = p.backoff(s.attempts, rand.Float64())
+		if !transientError(cerr) && !retryableRegistryError(cerr) || s.attempts >= p.MaxAttempts ||
+			time.Since(s.start)+delay > p.MaxElapsed || s.ctx.Err() != nil {
+			return fmt.Errorf("blob %s: resume at byte %d: %w", s.b.dgst, s.off, cerr)
+		}
+		if err := sleepContext(s.ctx, delay); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *resumingStream) Close() error {
+	if s.body == nil {
+		return nil
+	}
+	return s.body.Close()
+}
+
+// retryableRegistryError reports an error answer worth asking again (the
+// transport already retried these; a resumption asks afresh).
+func retryableRegistryError(err error) bool {
+	var re *RegistryError
+	return errors.As(err, &re) && retryableStatus(re.StatusCode)
 }

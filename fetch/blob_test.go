@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 )
@@ -404,5 +409,153 @@ func TestBlobReadRetriesNotMultiplied(t *testing.T) {
 	// can be one more).
 	if got, want := strings.Count(log.String(), `msg="registry request failed" kind=blob`), opts.Retry.MaxAttempts; got != want {
 		t.Errorf("%d range requests for one failed read, want the policy's %d", got, want)
+	}
+}
+
+func TestBlobSizeZeroMustBeTheEmptyBlob(t *testing.T) {
+	reg := newFakeRegistry(t)
+	d := reg.addBlob(randomBytes(100, 3))
+	opts, _ := testOptions(t)
+	repo := openRepo(t, reg, opts)
+	if _, err := repo.OpenBlob(context.Background(), d, 0); err == nil || !strings.Contains(err.Error(), "0 bytes") {
+		t.Fatalf("size 0 for a non-empty digest: %v", err)
+	}
+	empty := digest.FromBytes(nil)
+	if b, err := repo.OpenBlob(context.Background(), empty, 0); err != nil || b.Size() != 0 {
+		t.Fatalf("the empty blob: %v", err)
+	}
+}
+
+// stallOnce makes the first blob range request send half its bytes and
+// then nothing until the client gives up.
+func stallOnce(data []byte) func(w http.ResponseWriter, req *http.Request, kind string) bool {
+	var stalled atomic.Bool
+	return func(w http.ResponseWriter, req *http.Request, kind string) bool {
+		if kind != "blob-range" && kind != "blob-get" || stalled.Swap(true) {
+			return false
+		}
+		var start, end int
+		if _, err := fmt.Sscanf(req.Header.Get("Range"), "bytes=%d-%d", &start, &end); err != nil {
+			start, end = 0, len(data)-1
+			w.WriteHeader(http.StatusOK)
+		} else {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, len(data)))
+			w.Header().Set("Content-Length", strconv.Itoa(end-start+1))
+			w.WriteHeader(http.StatusPartialContent)
+		}
+		w.Write(data[start : start+(end-start+1)/2])
+		w.(http.Flusher).Flush()
+		<-req.Context().Done()
+		return true
+	}
+}
+
+// A body that stops sending fails after the stall timeout and the read is
+// resumed from where it broke off: the read returns the right bytes, fast.
+func TestBlobStalledBodyIsResumed(t *testing.T) {
+	reg := newFakeRegistry(t)
+	data := randomBytes(64<<10, 11)
+	d := reg.addBlob(data)
+	reg.set(func(r *fakeRegistry) { r.fault = stallOnce(data) })
+	opts, logs := testOptions(t)
+	opts.StallTimeout = 200 * time.Millisecond
+	b, err := openRepo(t, reg, opts).OpenBlob(context.Background(), d, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	p := make([]byte, len(data)-100)
+	if _, err := b.ReadAt(context.Background(), p, 100); err != nil || !bytes.Equal(p, data[100:]) {
+		t.Fatalf("ReadAt: %v", err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("the stalled read took %s", el)
+	}
+	if !strings.Contains(logs.String(), "stopped sending") {
+		t.Errorf("no log of the stall:\n%s", logs.String())
+	}
+}
+
+// breakFirstStream makes the first whole-blob GET send part of the blob
+// and then reset the connection.
+func breakFirstStream(data []byte, at int) func(w http.ResponseWriter, req *http.Request, kind string) bool {
+	var broke atomic.Bool
+	return func(w http.ResponseWriter, req *http.Request, kind string) bool {
+		if kind != "blob-get" || broke.Swap(true) {
+			return false
+		}
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: application/octet-stream\r\n\r\n", len(data))
+		buf.Write(data[:at])
+		buf.Flush()
+		conn.(*net.TCPConn).SetLinger(0) // RST, not FIN
+		conn.Close()
+		return true
+	}
+}
+
+// A whole-blob stream that breaks off is resumed with a Range request from
+// the byte where it stopped (or, where the server ignores Range, restarted
+// with the bytes already read skipped): the reader sees one intact stream.
+func TestBlobStreamResumes(t *testing.T) {
+	for _, ignoreRange := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ignoreRange=%v", ignoreRange), func(t *testing.T) {
+			reg := newFakeRegistry(t)
+			data := randomBytes(256<<10, 12)
+			d := reg.addBlob(data)
+			reg.set(func(r *fakeRegistry) { r.fault = breakFirstStream(data, 100_000); r.ignoreRange = ignoreRange })
+			opts, logs := testOptions(t)
+			b, err := openRepo(t, reg, opts).OpenBlob(context.Background(), d, int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, err := b.Open(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("stream: %d bytes, %v", len(got), err)
+			}
+			if !strings.Contains(logs.String(), "blob stream broke off, resuming") {
+				t.Errorf("no resumption logged:\n%s", logs.String())
+			}
+			if want := "bytes=100000-"; !ignoreRange && !strings.Contains(logs.String(), want) {
+				t.Errorf("no request for %s:\n%s", want, logs.String())
+			}
+		})
+	}
+}
+
+// A stream whose every attempt breaks gives up within the retry policy.
+func TestBlobStreamGivesUp(t *testing.T) {
+	reg := newFakeRegistry(t)
+	data := randomBytes(64<<10, 13)
+	d := reg.addBlob(data)
+	reg.set(func(r *fakeRegistry) {
+		r.fault = func(w http.ResponseWriter, req *http.Request, kind string) bool {
+			if kind != "blob-get" && kind != "blob-range" {
+				return false
+			}
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+			return true
+		}
+	})
+	opts, _ := testOptions(t)
+	b, err := openRepo(t, reg, opts).OpenBlob(context.Background(), d, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc, err := b.Open(context.Background()); err == nil {
+		_, err = io.ReadAll(rc)
+		rc.Close()
+		if err == nil {
+			t.Fatal("a stream that never arrives was read")
+		}
 	}
 }

@@ -14,6 +14,16 @@ const (
 	maxErrorBodySize    = 64 << 10  // registry error bodies are read up to this
 )
 
+// Timeouts of one registry request: to connect (and finish TLS), to get
+// the response headers once the request is sent, and the longest a body may
+// send nothing. Each failure is retried (and a broken body resumed) within
+// the RetryPolicy.
+const (
+	connectTimeout        = 10 * time.Second
+	responseHeaderTimeout = 20 * time.Second
+	DefaultStallTimeout   = 15 * time.Second
+)
+
 // DefaultRetryPolicy is what a zero Options.Retry means: 5 attempts within
 // 60 s, backoff from 200 ms doubling up to 10 s.
 func DefaultRetryPolicy() RetryPolicy {
@@ -68,6 +78,9 @@ func (o Options) withDefaults() Options {
 	o.Retry = o.Retry.withDefaults()
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
 	}
 	if o.MaxWholeBlob <= 0 {
 		o.MaxWholeBlob = defaultMaxWholeBlob

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -55,7 +57,8 @@ func newRepository(ctx context.Context, repo name.Repository, opts Options) (*re
 		return nil, fmt.Errorf("credentials for %s: %w", repo, err)
 	}
 
-	var rt http.RoundTripper = &countingTransport{inner: opts.Transport}
+	var rt http.RoundTripper = &stallTransport{inner: opts.Transport, timeout: opts.StallTimeout}
+	rt = &countingTransport{inner: rt}
 	rt = newLoggingTransport(rt, opts.Logger)
 	rt = newRetryTransport(rt, opts.Retry, opts.Logger)
 	editor := &requestEditor{inner: rt, userAgent: opts.UserAgent}
@@ -210,7 +213,7 @@ func readLimited(resp *http.Response, limit int64) ([]byte, error) {
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
+		return nil, &brokenBody{err: err}
 	}
 	if int64(len(body)) > limit {
 		return nil, fmt.Errorf("body exceeds the limit of %d bytes", limit)
@@ -246,8 +249,36 @@ func (r *repository) fetchBlobOnce(ctx context.Context, what string, dgst digest
 }
 
 // getWhole GETs url and reads the whole body, at most maxSize bytes; any
-// answer but 200 is an error in the registry's words.
+// answer but 200 is an error in the registry's words. A body that breaks
+// off is asked for again, within the retry policy (the transport retries
+// only until the response headers).
 func (r *repository) getWhole(ctx context.Context, what, url string, accept []string, maxSize int64) (http.Header, []byte, error) {
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		header, body, err := r.getWholeOnce(ctx, what, url, accept, maxSize)
+		var broken *brokenBody
+		if !errors.As(err, &broken) {
+			return header, body, err
+		}
+		delay := r.policy.backoff(attempt, rand.Float64())
+		if !transientError(broken.err) || attempt >= r.policy.MaxAttempts || time.Since(start)+delay > r.policy.MaxElapsed {
+			return nil, nil, err
+		}
+		r.log.LogAttrs(ctx, slog.LevelInfo, "registry answer broke off, asking again",
+			slog.String("what", what), slog.String("error", redactErrorText(broken.err.Error())), slog.Int("attempt", attempt))
+		if err := sleepContext(ctx, delay); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// brokenBody marks a body that broke off while being read.
+type brokenBody struct{ err error }
+
+func (e *brokenBody) Error() string { return "read body: " + e.err.Error() }
+func (e *brokenBody) Unwrap() error { return e.err }
+
+func (r *repository) getWholeOnce(ctx context.Context, what, url string, accept []string, maxSize int64) (http.Header, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", what, err)

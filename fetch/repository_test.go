@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -418,5 +420,38 @@ func TestSignedSchema1ByDigestLeftToTheCaller(t *testing.T) {
 	}
 	if !bytes.Equal(m.Body, body) || m.MediaType != signedSchema1MediaType {
 		t.Fatalf("got %q %q", m.Body, m.MediaType)
+	}
+}
+
+// A manifest or config whose body breaks off is asked for again (the
+// transport's retries end at the response headers): found by the fault
+// proxy of the integration tests, where a config GET reset mid-body failed
+// the mount.
+func TestWholeBodyThatBreaksOffIsAskedAgain(t *testing.T) {
+	reg := newFakeRegistry(t)
+	cfg := []byte(`{"architecture":"amd64","os":"linux","config":{"Env":["A=` + strings.Repeat("x", 4000) + `"]}}`)
+	d := reg.addBlob(cfg)
+	var broke atomic.Int32
+	reg.set(func(r *fakeRegistry) {
+		r.fault = func(w http.ResponseWriter, req *http.Request, kind string) bool {
+			if kind != "blob-get" || broke.Add(1) > 1 {
+				return false
+			}
+			conn, buf, _ := w.(http.Hijacker).Hijack()
+			fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(cfg))
+			buf.Write(cfg[:100])
+			buf.Flush()
+			conn.(*net.TCPConn).SetLinger(0)
+			conn.Close()
+			return true
+		}
+	})
+	opts, logs := testOptions(t)
+	got, err := openRepo(t, reg, opts).FetchBlob(context.Background(), d, 1<<20)
+	if err != nil || !bytes.Equal(got, cfg) {
+		t.Fatalf("FetchBlob: %v", err)
+	}
+	if !strings.Contains(logs.String(), "asking again") {
+		t.Errorf("no retry logged:\n%s", logs.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -28,9 +29,10 @@ var _ ContentReader = (*index.Reader)(nil)
 
 // mountState is what every FUSE node of one mount shares.
 type mountState struct {
-	tree    *Tree
-	readers []ContentReader
-	log     *slog.Logger
+	tree        *Tree
+	readers     []ContentReader
+	readTimeout time.Duration
+	log         *slog.Logger
 }
 
 // fuseNode serves one inode of the tree. Hard-linked paths resolve to one
@@ -152,7 +154,7 @@ func (f *fuseNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		return nil, syscall.EIO
 	}
 	fc, _ := ctx.(*fuse.Context)
-	rctx := newReaderContext(fc)
+	rctx := newReaderContext(fc, f.m.readTimeout)
 	defer rctx.stop()
 	got, err := f.m.readers[layer].ReadAt(rctx, n.Entry(), buf, off)
 	if err != nil && !(errors.Is(err, io.EOF) && got == len(buf)) {

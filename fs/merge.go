@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/imgfs/imgfs/index"
 )
@@ -30,15 +31,17 @@ type MergeOptions struct {
 //     hidden by its own markers. Markers never appear in the tree.
 //   - TypeHardlink resolves Linkname against the tree as merged so far,
 //     this layer's earlier entries included. The link shares the target's
-//     inode (same Ino, Entry, Layer; Nlink counts the paths). A link whose
-//     target is missing (for example whited out), is a directory, or is
-//     itself is dropped with a warning.
+//     inode (same Ino, Entry, Layer; Nlink counts the paths). A link that
+//     comes before a whiteout (or opaque marker) of its target in the same
+//     layer keeps the target, as an extractor applying entries in order
+//     does (umoci). A link whose target is missing (whited out by an
+//     earlier layer or entry), is a directory, or is itself is dropped with
+//     a warning.
 //   - Paths are cleaned ("./", "/" prefixes, "//", "." removed); an entry
 //     whose path or link target climbs above the root is dropped with a
 //     warning. The entry named "" is the root directory's metadata.
 //   - Missing parent directories are implied: mode 0755, uid and gid 0,
-//     zero mtime (there is no honest time to give them; the zero time is
-//     reported as the epoch). A non-directory that stands where a later
+//     mtime the epoch (there is no honest time to give them). A non-directory that stands where a later
 //     entry needs a parent directory is replaced by an implied directory.
 //   - Inode numbers are assigned in sorted depth-first order from 1 (the
 //     root), so the same layers always give the same numbers.
@@ -53,9 +56,10 @@ func Merge(layers [][]index.Entry, opts MergeOptions) *Tree {
 	}
 	m := &merger{
 		log:        log,
-		impliedDir: &index.Entry{Type: index.TypeDir, Mode: 0o755},
+		impliedDir: &index.Entry{Type: index.TypeDir, Mode: 0o755, ModTime: time.Unix(0, 0).UTC()},
 		slab:       make([]Node, 0, min(total+1, slabSize)),
 		paths:      make(map[string]*Node, total+1),
+		hidden:     map[string]hiddenNode{},
 	}
 	root := m.newNode()
 	root.entry = m.impliedDir
@@ -63,6 +67,7 @@ func Merge(layers [][]index.Entry, opts MergeOptions) *Tree {
 	m.paths[""] = root
 	for li, entries := range layers {
 		m.layer = li
+		clear(m.hidden)
 		m.applyMarkers(entries)
 		m.addEntries(entries)
 	}
@@ -73,6 +78,11 @@ func Merge(layers [][]index.Entry, opts MergeOptions) *Tree {
 
 const slabSize = 4096
 
+type hiddenNode struct {
+	node *Node
+	at   int // index of the marker entry in its layer
+}
+
 type merger struct {
 	log        *slog.Logger
 	root       *Node
@@ -80,6 +90,12 @@ type merger struct {
 	impliedDir *index.Entry     // shared metadata of implied directories
 	slab       []Node           // nodes are carved from slabs: one allocation per slabSize nodes
 	paths      map[string]*Node // every node of the tree being built, by clean path
+
+	// hidden holds what this layer's markers took from the lower layers,
+	// by path, with the index of the marker's entry: a hard link earlier in
+	// the layer than the marker still finds its target there, as it does
+	// when an extractor applies the entries in order.
+	hidden map[string]hiddenNode
 
 	// dirFor's cache: entries of one directory usually come together.
 	lastDirPath string
@@ -178,11 +194,29 @@ func (m *merger) applyMarkers(entries []index.Entry) {
 		switch {
 		case n == nil:
 		case e.Type == index.TypeOpaque:
+			m.hide(n.children, i)
 			m.dropDescendants(n)
 		case p == "":
 			m.warn("whiteout of the root; ignored", e)
 		default:
+			m.hide([]*Node{n}, i)
 			m.remove(n)
+		}
+	}
+}
+
+// hide records nodes (and their subtrees) as taken by the marker at index
+// at of the current layer.
+func (m *merger) hide(nodes []*Node, at int) {
+	for _, n := range nodes {
+		if n == nil {
+			continue
+		}
+		if _, ok := m.hidden[n.path]; !ok {
+			m.hidden[n.path] = hiddenNode{node: n, at: at}
+		}
+		if isDirNode(n) {
+			m.hide(n.children, at)
 		}
 	}
 }
@@ -216,7 +250,7 @@ func (m *merger) addEntries(entries []index.Entry) {
 		dir, base := splitPath(p)
 		parent := m.dirFor(dir, e)
 		if e.Type == index.TypeHardlink {
-			m.addHardlink(e, p, base, parent)
+			m.addHardlink(e, i, p, base, parent)
 			continue
 		}
 		if e.Type == index.TypeDir {
@@ -231,7 +265,8 @@ func (m *merger) addEntries(entries []index.Entry) {
 	}
 }
 
-func (m *merger) addHardlink(e *index.Entry, p, base string, parent *Node) {
+// addHardlink adds the link at index i of the current layer.
+func (m *merger) addHardlink(e *index.Entry, i int, p, base string, parent *Node) {
 	target, ok := index.CleanPath(e.Linkname)
 	switch {
 	case !ok:
@@ -242,6 +277,9 @@ func (m *merger) addHardlink(e *index.Entry, p, base string, parent *Node) {
 		return
 	}
 	tn := m.paths[target]
+	if h, ok := m.hidden[target]; tn == nil && ok && h.at > i {
+		tn = h.node // linked before a later marker of this layer took it
+	}
 	if tn == nil {
 		m.warn("hardlink target missing; dropped", e, "target", e.Linkname)
 		return

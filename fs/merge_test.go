@@ -234,7 +234,7 @@ func TestMergeImpliedDirMetadata(t *testing.T) {
 	f.UID, f.ModTime = 1000, testTime
 	tree := mustMerge(t, []index.Entry{f})
 	a, _ := tree.Lookup("/a/b")
-	if a.Mode() != 0o40755 || a.UID() != 0 || a.GID() != 0 || !a.ModTime().IsZero() {
+	if a.Mode() != 0o40755 || a.UID() != 0 || a.GID() != 0 || !a.ModTime().Equal(time.Unix(0, 0)) {
 		t.Errorf("implied dir: mode %o uid %d gid %d mtime %v", a.Mode(), a.UID(), a.GID(), a.ModTime())
 	}
 	// A later dir entry for an implied dir gives it real metadata.
@@ -288,6 +288,43 @@ func TestMergeHardlinks(t *testing.T) {
 	}
 	if tree.FileBytes() != 1 {
 		t.Errorf("FileBytes %d, want 1 (links counted once)", tree.FileBytes())
+	}
+}
+
+// A link that comes before a whiteout of its target in the same layer
+// keeps the target's content, as umoci's in-order extraction does; one
+// after it finds nothing.
+func TestMergeHardlinkBeforeWhiteoutInOneLayer(t *testing.T) {
+	tree := mustMerge(t,
+		[]index.Entry{dir("d"), reg("a", 7), reg("d/x", 3)},
+		[]index.Entry{hardlink("b", "a"), whiteout("a"), hardlink("late", "a"), hardlink("y", "d/x"), opaque("d")},
+	)
+	if _, ok := tree.Lookup("a"); ok {
+		t.Error("a survived its whiteout")
+	}
+	nb, ok := tree.Lookup("b")
+	if !ok || nb.Size() != 7 || nb.Layer() != 0 || nb.Nlink() != 1 {
+		t.Fatalf("b: %v", ok)
+	}
+	if _, ok := tree.Lookup("late"); ok {
+		t.Error("a link after the whiteout found its target")
+	}
+	if ny, ok := tree.Lookup("y"); !ok || ny.Size() != 3 {
+		t.Errorf("link before an opaque marker of its target's directory: %v", ok)
+	}
+	if nd, ok := tree.Lookup("d"); !ok || len(nd.Children()) != 0 {
+		t.Errorf("opaque d still has children")
+	}
+}
+
+// A root opaque marker hides everything the lower layers had.
+func TestMergeRootOpaque(t *testing.T) {
+	tree := mustMerge(t,
+		[]index.Entry{dir("etc"), reg("etc/old", 1), reg("gone", 1)},
+		[]index.Entry{opaque(""), dir("etc"), reg("etc/new", 1)},
+	)
+	if got := dump(tree); !slices.Equal(got, []string{"/ d0", "/etc d1", "/etc/new f1"}) {
+		t.Errorf("tree %v", got)
 	}
 }
 
@@ -433,8 +470,23 @@ func referenceMerge(layers [][]index.Entry) []string {
 		index.TypeDir: "d", index.TypeReg: "f", index.TypeSymlink: "l",
 		index.TypeChar: "c", index.TypeBlock: "b", index.TypeFifo: "p",
 	}
+	type hiddenAt struct {
+		n  *node
+		at int
+	}
 	for li, entries := range layers {
-		for _, e := range entries {
+		// What this layer's markers take, with the marker's index: a hard
+		// link earlier in the layer still finds it.
+		hidden := map[string]hiddenAt{}
+		hide := func(p string, at int, self bool) {
+			for k, n := range tree {
+				below := strings.HasPrefix(k, p+"/") || (p == "" && k != "")
+				if (below || self && k == p) && hidden[k].n == nil {
+					hidden[k] = hiddenAt{n, at}
+				}
+			}
+		}
+		for i, e := range entries {
 			p, ok := index.CleanPath(e.Name)
 			if !ok {
 				continue
@@ -442,16 +494,18 @@ func referenceMerge(layers [][]index.Entry) []string {
 			switch e.Type {
 			case index.TypeWhiteout:
 				if p != "" && tree[p] != nil {
+					hide(p, i, true)
 					delete(tree, p)
 					dropBelow(p)
 				}
 			case index.TypeOpaque:
 				if n := tree[p]; n != nil && n.kind == "d" {
+					hide(p, i, false)
 					dropBelow(p)
 				}
 			}
 		}
-		for _, e := range entries {
+		for i, e := range entries {
 			p, ok := index.CleanPath(e.Name)
 			if !ok || e.Type == index.TypeWhiteout || e.Type == index.TypeOpaque {
 				continue
@@ -477,6 +531,9 @@ func referenceMerge(layers [][]index.Entry) []string {
 			case e.Type == index.TypeHardlink:
 				target, ok := index.CleanPath(e.Linkname)
 				t := tree[target]
+				if h := hidden[target]; t == nil && h.n != nil && h.at > i {
+					t = h.n
+				}
 				if !ok || target == p || t == nil || t.kind == "d" {
 					continue
 				}

@@ -23,18 +23,27 @@ type MountOptions struct {
 	Source  string // shown as the source in /proc/mounts, e.g. the image reference
 
 	// AllowOther lets users other than the one mounting use the mount
-	// (needed for Apptainer as a non-root user); see CanAllowOther.
+	// (needed for Apptainer as a non-root user); see CanAllowOther. It
+	// implies DefaultPermissions: another user reads through the mount
+	// exactly what the image's modes and owners let them read.
 	AllowOther bool
 	// DefaultPermissions makes the kernel enforce the image's mode bits
 	// and owners against each caller, as for a sandbox unpacked by root.
-	// Off (default), every caller may read every file and search every
-	// directory, as in a sandbox Apptainer unpacks as that user; writes are
-	// refused either way and execution needs an execute bit. On a
-	// multi-user host with AllowOther, turn it on to keep files the image
-	// protects (0600, 0700) from other users.
+	// Off (and without AllowOther), the one user who may use the mount
+	// reads every file and searches every directory, as in a sandbox
+	// Apptainer unpacks as that user; writes are refused either way and
+	// execution needs an execute bit.
 	DefaultPermissions bool
+	// NonEmpty allows a mount point that has files (they are hidden while
+	// mounted); by default such a directory is refused.
+	NonEmpty bool
 	// Method is how the kernel mount is made; see MountMethod.
 	Method MountMethod
+
+	// ReadTimeout bounds one read of file content: a read still waiting
+	// for the registry after this long fails with EIO (the mount stays;
+	// a later read asks again). 0: DefaultReadTimeout; negative: none.
+	ReadTimeout time.Duration
 
 	EntryTimeout  time.Duration // kernel caching of names and of missing names; 0: 1h
 	AttrTimeout   time.Duration // kernel caching of attributes; 0: 1h
@@ -53,6 +62,11 @@ type MountOptions struct {
 	Debug  bool         // log every FUSE request
 	Logger *slog.Logger // nil: slog.Default()
 }
+
+// DefaultReadTimeout is MountOptions.ReadTimeout's default: longer than a
+// registry needs to answer, shorter than users wait before calling a
+// program hung.
+const DefaultReadTimeout = 30 * time.Second
 
 // MountMethod says how the kernel mount is made.
 type MountMethod int
@@ -91,7 +105,10 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 		log = slog.Default()
 	}
 	t.Freeze()
-	m := &mountState{tree: t, readers: readers, log: log}
+	m := &mountState{tree: t, readers: readers, readTimeout: orDefault(opts.ReadTimeout, DefaultReadTimeout), log: log}
+	if opts.ReadTimeout < 0 {
+		m.readTimeout = 0
+	}
 	root := &fuseNode{m: m, node: t.Root()}
 
 	fsName := opts.FSName
@@ -120,8 +137,13 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 	if background <= 0 {
 		background = 64
 	}
-	mountOpts := []string{"ro"}
-	if opts.DefaultPermissions {
+	if err := CheckMountPoint(dir, opts.NonEmpty); err != nil {
+		return nil, err
+	}
+	// Never setuid programs or device files of an image on the host: a
+	// user-namespace container has its own view anyway.
+	mountOpts := []string{"ro", "nosuid", "nodev"}
+	if opts.DefaultPermissions || opts.AllowOther {
 		mountOpts = append(mountOpts, "default_permissions")
 	}
 	gopts := &gofs.Options{

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"strconv"
@@ -19,7 +20,9 @@ const readerCheckInterval = 200 * time.Millisecond
 
 // readerContext is the context of one FUSE read. It ends when the process
 // that issued the read is gone or dying (it was killed), so that a fetch
-// nobody waits for any more is cancelled (see index.Reader).
+// nobody waits for any more is cancelled (see index.Reader), and at its
+// deadline (MountOptions.ReadTimeout), so that no read waits on a stalled
+// registry for longer than that: it then fails with EIO.
 //
 // It does not end on a FUSE INTERRUPT alone: the kernel sends one for any
 // signal the reader gets, including those it handles and resumes from
@@ -34,6 +37,7 @@ const readerCheckInterval = 200 * time.Millisecond
 type readerContext struct {
 	pid       uint32
 	interrupt <-chan struct{}
+	deadline  time.Time // zero: none
 	alive     func(pid uint32) bool
 
 	once    sync.Once
@@ -46,15 +50,23 @@ type readerContext struct {
 // errReaderGone is the context's error once the reader has gone.
 var errReaderGone = errors.New("the reading process is gone")
 
-func newReaderContext(fc *fuse.Context) *readerContext {
+// errReadTimeout is the context's error past its deadline.
+var errReadTimeout = fmt.Errorf("read timed out: %w", context.DeadlineExceeded)
+
+// newReaderContext is the context of the read fc describes; timeout > 0
+// sets its deadline.
+func newReaderContext(fc *fuse.Context, timeout time.Duration) *readerContext {
 	c := &readerContext{done: make(chan struct{}), stopped: make(chan struct{}), alive: readerAlive}
 	if fc != nil {
 		c.pid, c.interrupt = fc.Pid, fc.Cancel
 	}
+	if timeout > 0 {
+		c.deadline = time.Now().Add(timeout)
+	}
 	return c
 }
 
-func (c *readerContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *readerContext) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
 func (c *readerContext) Value(any) any               { return nil }
 
 func (c *readerContext) Err() error {
@@ -64,7 +76,7 @@ func (c *readerContext) Err() error {
 }
 
 func (c *readerContext) Done() <-chan struct{} {
-	if c.pid != 0 {
+	if c.pid != 0 || !c.deadline.IsZero() {
 		c.once.Do(func() { go c.watch() })
 	}
 	return c.done
@@ -76,23 +88,36 @@ func (c *readerContext) stop() { close(c.stopped) }
 func (c *readerContext) watch() {
 	tick := time.NewTicker(readerCheckInterval)
 	defer tick.Stop()
+	var expired <-chan time.Time
+	if !c.deadline.IsZero() {
+		t := time.NewTimer(time.Until(c.deadline))
+		defer t.Stop()
+		expired = t.C
+	}
 	interrupt := c.interrupt
 	for {
 		select {
 		case <-c.stopped:
 			return
+		case <-expired:
+			c.end(errReadTimeout)
+			return
 		case <-interrupt:
 			interrupt = nil // checked below, then by the ticker
 		case <-tick.C:
 		}
-		if !c.alive(c.pid) {
-			c.mu.Lock()
-			c.err = errReaderGone
-			c.mu.Unlock()
-			close(c.done)
+		if c.pid != 0 && !c.alive(c.pid) {
+			c.end(errReaderGone)
 			return
 		}
 	}
+}
+
+func (c *readerContext) end(err error) {
+	c.mu.Lock()
+	c.err = err
+	c.mu.Unlock()
+	close(c.done)
 }
 
 var _ context.Context = (*readerContext)(nil)

@@ -1,6 +1,8 @@
 package fs
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"sync/atomic"
@@ -36,7 +38,7 @@ func TestReaderContext(t *testing.T) {
 	alive.Store(true)
 	var checks atomic.Int32
 	interrupt := make(chan struct{})
-	c := newReaderContext(&fuse.Context{Caller: fuse.Caller{Pid: 42}, Cancel: interrupt})
+	c := newReaderContext(&fuse.Context{Caller: fuse.Caller{Pid: 42}, Cancel: interrupt}, 0)
 	c.alive = func(pid uint32) bool { checks.Add(1); return alive.Load() }
 	time.Sleep(2 * readerCheckInterval)
 	if checks.Load() != 0 {
@@ -66,7 +68,7 @@ func TestReaderContext(t *testing.T) {
 }
 
 func TestReaderContextStops(t *testing.T) {
-	c := newReaderContext(&fuse.Context{Caller: fuse.Caller{Pid: 42}})
+	c := newReaderContext(&fuse.Context{Caller: fuse.Caller{Pid: 42}}, 0)
 	var checks atomic.Int32
 	c.alive = func(uint32) bool { checks.Add(1); return true }
 	c.Done()
@@ -74,5 +76,21 @@ func TestReaderContextStops(t *testing.T) {
 	time.Sleep(3 * readerCheckInterval)
 	if n := checks.Load(); n > 1 {
 		t.Fatalf("%d checks after stop", n)
+	}
+}
+
+func TestReaderContextDeadline(t *testing.T) {
+	c := newReaderContext(nil, 100*time.Millisecond)
+	defer c.stop()
+	if d, ok := c.Deadline(); !ok || time.Until(d) > 100*time.Millisecond {
+		t.Fatalf("deadline %v %v", d, ok)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no end at the deadline")
+	}
+	if !errors.Is(c.Err(), context.DeadlineExceeded) {
+		t.Fatalf("Err %v", c.Err())
 	}
 }

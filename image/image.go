@@ -26,6 +26,7 @@ type Image struct {
 	tree      *fs.Tree
 	cache     *cache.Cache
 	ownsCache bool
+	decode    *index.DecodeLimit
 	log       *slog.Logger
 }
 
@@ -47,7 +48,10 @@ func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
 	if err := checkReadable(m); err != nil {
 		return nil, err
 	}
-	img := &Image{Manifest: m, log: opts.logger(), cache: opts.Cache}
+	img := &Image{Manifest: m, log: opts.logger(), cache: opts.Cache, decode: opts.Decode}
+	if img.decode == nil {
+		img.decode = index.NewDecodeLimit(0)
+	}
 	if img.cache == nil {
 		if img.cache, err = newSpanCache(opts); err != nil {
 			return nil, err
@@ -114,17 +118,24 @@ func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Op
 	ix, err := index.Open(ctx, index.Options{
 		CacheDir: opts.CacheDir,
 		Layer:    desc,
+		Scope:    Scope(img.Manifest),
 		Blob:     blob,
 		Progress: progress.Update,
+		Attempts: index.NetworkAttempts,
 		Logger:   img.log,
 	})
 	progress.Done(err)
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	r := ix.NewReader(blob, img.cache, index.ReaderOptions{Logger: img.log})
+	r := ix.NewReader(blob, img.cache, index.ReaderOptions{Decode: img.decode, Logger: img.log})
 	return &Layer{Layer: desc, Blob: blob, Index: ix, Reader: r}, nil
 }
+
+// Scope is who serves an image's blobs, "registry/repository": indexes and
+// data that cannot be verified against a layer digest are only reused
+// within it.
+func Scope(m *manifest.Image) string { return m.Registry + "/" + m.Repository }
 
 type noProgress struct{}
 

@@ -124,7 +124,7 @@ func TestOpenReadsMergedTree(t *testing.T) {
 	if len(st.Layers) != 2 || st.Layers[1].Reads.SpansDecoded != 1 || st.Layers[1].Reads.Lookups != 1 {
 		t.Errorf("stats %+v", st.Layers)
 	}
-	if n, ok := UncompressedSize(opts.CacheDir, img.Layers()[0].Layer); !ok || n != img.Layers()[0].Index.UncompressedSize() {
+	if n, ok := UncompressedSize(opts.CacheDir, Scope(img.Manifest), img.Layers()[0].Layer); !ok || n != img.Layers()[0].Index.UncompressedSize() {
 		t.Errorf("uncompressed size from the cached index: %d %v", n, ok)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/imgfs/imgfs/fetch"
+	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/index/cache"
 	"github.com/imgfs/imgfs/manifest"
 )
@@ -36,6 +37,10 @@ type Options struct {
 	// many bytes under CacheDir.
 	MemoryCache int64
 	DiskCache   int64
+	// Decode bounds the bytes being fetched and decoded at once by the
+	// reads of this image (share one between images sharing Cache); nil:
+	// one of index.DefaultDecodeBytes for this image.
+	Decode *index.DecodeLimit
 
 	// Synthesize adds, in memory, the /.singularity.d and mount-point
 	// stubs Apptainer expects of a container directory (see fs.Synthesize).

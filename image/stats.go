@@ -39,10 +39,10 @@ const estargzUncompressedSize = "io.containers.estargz.uncompressed-size"
 
 // UncompressedSize is a layer's uncompressed (tar) size when it is known
 // without fetching anything: from the eStargz annotation, else from the
-// layer's index in cacheDir when that addresses the tar stream itself
-// (tar, gzip, zstd). It never builds an index: that may mean streaming the
-// layer.
-func UncompressedSize(cacheDir string, l manifest.Layer) (int64, bool) {
+// layer's index in cacheDir (usable for scope, see Scope) when that
+// addresses the tar stream itself (tar, gzip, zstd). It never builds an
+// index: that may mean streaming the layer.
+func UncompressedSize(cacheDir, scope string, l manifest.Layer) (int64, bool) {
 	if v, ok := l.Annotations[estargzUncompressedSize]; ok {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
 			return n, true
@@ -56,7 +56,7 @@ func UncompressedSize(cacheDir string, l manifest.Layer) (int64, bool) {
 	if cacheDir == "" {
 		return 0, false
 	}
-	ix, err := index.Load(cacheDir, l.Digest)
+	ix, err := index.Lookup(cacheDir, l, scope, nil)
 	if err != nil {
 		return 0, false
 	}

@@ -84,8 +84,15 @@ type SpanCache interface {
 type Options struct {
 	CacheDir string         // index files live in <CacheDir>/index/sha256/<hex>, plain zstd copies in <CacheDir>/local; "" = never stored
 	Layer    manifest.Layer // digest, media type, detected format, annotations
+	// Scope names who served the blob, "registry/repository": indexes and
+	// spans whose bytes cannot be verified against the layer digest are
+	// only reused within it (see identity.go).
+	Scope    string
 	Blob     Blob
 	SpanSize int64                   // gzip checkpoint spacing in uncompressed bytes; 0 = 4 MiB
 	Progress func(done, total int64) // compressed bytes consumed while building; may be nil
-	Logger   *slog.Logger            // nil: slog.Default()
+	// Attempts bounds the starts of a build that fails on bad input (see
+	// Build); 0 means 1. Blobs fetched over a network: NetworkAttempts.
+	Attempts int
+	Logger   *slog.Logger // nil: slog.Default()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/imgfs/imgfs/manifest"
 )
@@ -15,8 +16,9 @@ import (
 // uncompressed bytes: a cold read of a small file decodes at most this much.
 const DefaultSpanSize = 4 << 20
 
-// maxSpanSize caps Options.SpanSize well below maxSpanBytes.
-const maxSpanSize = 64 << 20
+// maxSpanSize caps Options.SpanSize so that a span (SpanSize plus one
+// deflate block) stays below maxSpanBytes.
+const maxSpanSize = 8 << 20
 
 // builder carries what every format builder needs.
 type builder struct {
@@ -48,11 +50,60 @@ func (b *builder) newIndex() *Index {
 // Meta; add its case below; add its SpanKind's case to decodeSpan and to
 // Index.validate; and give index files a new version only if the encoding
 // itself changes.
+//
+// A build that fails on bad bytes (a digest, CRC or decoder error: a byte
+// flipped on the way, or a stream the network broke beyond what fetch
+// resumes) starts again from the beginning, up to opts.Attempts in all:
+// where a flipped byte was cannot be known before the digest check at the
+// end, so no earlier point of the stream is known good. No index is ever
+// made of bytes that failed the digest.
 func Build(ctx context.Context, opts Options) (*Index, error) {
 	b, err := newBuilder(opts)
 	if err != nil {
 		return nil, err
 	}
+	for attempt := 1; ; attempt++ {
+		ix, err := b.build(ctx)
+		if err == nil || attempt >= opts.Attempts || !worthRebuilding(ctx, err) {
+			return ix, err
+		}
+		b.log.Warn("index build failed on bad input; starting again", "attempt", attempt, "err", err)
+		if err := sleepContext(ctx, time.Duration(attempt)*rebuildDelay); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// NetworkAttempts is the Options.Attempts for blobs fetched over a
+// network; rebuildDelay grows the pause between attempts.
+const (
+	NetworkAttempts = 3
+	rebuildDelay    = 500 * time.Millisecond
+)
+
+// worthRebuilding reports whether a failed build may succeed on the same
+// blob fetched again: not for what imgfs does not support, and not once
+// the caller has given up.
+func worthRebuilding(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && !errors.Is(err, ErrUnsupported) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+func sleepContext(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// build makes one attempt.
+func (b *builder) build(ctx context.Context) (*Index, error) {
+	opts := b.opts
+	var err error
 	if b.format, err = detectFormat(ctx, opts.Layer.Format, b.blob, b.log); err != nil {
 		return nil, fmt.Errorf("index layer %s: %w", opts.Layer.Digest, err)
 	}
@@ -73,6 +124,12 @@ func Build(ctx context.Context, opts Options) (*Index, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("index layer %s (%s): %w", opts.Layer.Digest, b.format, err)
+	}
+	if !ix.verified {
+		if ix.Meta == nil {
+			ix.Meta = map[string]string{}
+		}
+		ix.Meta[metaScope] = opts.Scope
 	}
 	if err := ix.validate(); err != nil {
 		ix.Close()

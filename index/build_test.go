@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand"
+	"sync/atomic"
 	"testing"
 
 	kgzip "github.com/klauspost/compress/gzip"
@@ -283,4 +284,33 @@ func klauspostGzip(data []byte, level int) []byte {
 	w.Write(data)
 	w.Close()
 	return buf.Bytes()
+}
+
+// A build that meets a flipped byte fails its digest check and, with
+// Attempts, starts again and succeeds; without, it fails: never an index
+// of the bad bytes.
+func TestBuildStartsAgainAfterBadBytes(t *testing.T) {
+	rng := rand.New(rand.NewSource(40))
+	tarData, _ := randomLayer(rng, 30, 64<<10)
+	data := gzipBytes(tarData, 6)
+	for _, attempts := range []int{1, 3} {
+		opts := buildOpts(data, manifest.FormatGzip, 64<<10)
+		blob := opts.Blob.(*memBlob)
+		var flipped atomic.Bool
+		blob.corrupt = func(_ int64, p []byte, off int64) {
+			if end := off + int64(len(p)); off <= 5000 && end > 5000 && !flipped.Swap(true) {
+				p[5000-off] ^= 0x40
+			}
+		}
+		opts.Attempts = attempts
+		ix, err := Build(context.Background(), opts)
+		switch {
+		case attempts == 1 && err == nil:
+			t.Fatal("an index was built from bytes that failed the digest")
+		case attempts > 1 && err != nil:
+			t.Fatalf("build with %d attempts: %v", attempts, err)
+		case attempts > 1 && !ix.Verified():
+			t.Fatal("rebuilt index not verified")
+		}
+	}
 }

@@ -92,17 +92,6 @@ func tocPin(l manifest.Layer) (key, value string) {
 	return key, l.Annotations[key]
 }
 
-// pinAgrees tells whether a stored index may serve a layer as the
-// manifest now describes it: a TOC index built without the pin (the
-// annotation was missing then) or against another value is rebuilt, so
-// that the annotation is checked.
-func pinAgrees(ix *Index, l manifest.Layer) bool {
-	if _, want := tocPin(l); want != "" {
-		return ix.Meta[metaTOCPinned] == "true" && ix.Meta[metaTOCDigest] == want
-	}
-	return true
-}
-
 // tocIndex turns a checked TOC into the layer's index.
 func (b *builder) tocIndex(jsonTOC []byte, layout tocLayout, tocDigest digest.Digest, pinned bool) (*Index, error) {
 	toc, err := parseTOC(jsonTOC)

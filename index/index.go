@@ -18,10 +18,14 @@ var (
 	ErrUnsupported = errors.New("unsupported")
 )
 
-// maxSpanBytes bounds what one read may have to fetch or decode at once.
-// Real encoders end a deflate block every few MiB of output at most, so
-// spans stay near SpanSize; a blob whose spans cannot is refused.
-const maxSpanBytes = 256 << 20
+// maxSpanBytes bounds what one span may fetch or decode, so that no input
+// makes a read hold more than this (times the reads at once, which
+// DecodeLimit bounds). Real encoders end a deflate block every few hundred
+// KiB of output (zlib: at most ~4 MiB), so gzip spans stay below SpanSize
+// plus one block; eStargz and zstd:chunked writers cut 4 MiB chunks or
+// less. A blob whose spans cannot stay within the bound is refused with a
+// clear error rather than served with unbounded memory.
+const maxSpanBytes = 16 << 20
 
 // Index is the per-layer index: the tar entries of a layer and the spans
 // that map its addressable stream to bytes of the blob.
@@ -131,7 +135,8 @@ func (ix *Index) validate() error {
 // spanBounds refuses spans that would make one read fetch or decode too much.
 func spanBounds(i int, s *Span) error {
 	if s.ULen > maxSpanBytes || s.CLen > maxSpanBytes {
-		return fmt.Errorf("span %d: %d bytes decode to %d, more than the %d a span may hold: %w", i, s.CLen, s.ULen, maxSpanBytes, ErrUnsupported)
+		return fmt.Errorf("span %d (stream offset %d): %d compressed bytes decode to %d between two checkpoints (a deflate block or chunk), more than the %d MiB imgfs decodes at once: %w",
+			i, s.UOff, s.CLen, s.ULen, maxSpanBytes>>20, ErrUnsupported)
 	}
 	return nil
 }

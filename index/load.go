@@ -14,7 +14,7 @@ import (
 // Limits of one fetch: a read needing more spans than this loops.
 const (
 	maxRunSpans = 16
-	maxRunBytes = 64 << 20 // compressed bytes of one ReadAt
+	maxRunBytes = 32 << 20 // compressed bytes of one ReadAt
 	maxRunGap   = 64 << 10 // bytes between spans fetched rather than split into two reads
 )
 
@@ -89,21 +89,25 @@ func (r *Reader) cached(key string, i int) ([]byte, bool) {
 // runEnd extends a fetch from span i towards last, over at most maxSpans
 // spans, while the spans are of one kind, in order and close together in
 // their source, not cached and not being fetched already (a read joins
-// those instead). The run's source stays within maxRunBytes.
+// those instead). The run's source, and what it decodes to, each stay
+// within maxRunBytes.
 func (r *Reader) runEnd(i, last, maxSpans int) int {
 	spans := r.ix.Spans
 	j := i
 	base, _ := spans[i].source()
+	decoded := spans[i].ULen
 	for j < last && j+1-i < maxSpans {
 		next := &spans[j+1]
 		prevOff, prevLen := spans[j].source()
 		off, n := next.source()
-		if next.Kind != spans[i].Kind || off < prevOff || off > prevOff+prevLen+maxRunGap || off+n-base > maxRunBytes {
+		if next.Kind != spans[i].Kind || off < prevOff || off > prevOff+prevLen+maxRunGap ||
+			off+n-base > maxRunBytes || decoded+next.ULen > maxRunBytes {
 			break
 		}
 		if r.cache.Contains(r.key(j+1)) || r.flights.has(j+1) {
 			break
 		}
+		decoded += next.ULen
 		j++
 	}
 	return j
@@ -116,13 +120,19 @@ func (r *Reader) fetchRun(ctx context.Context, i, j int) ([][]byte, error) {
 	spans := r.ix.Spans[i : j+1]
 	base, end := spans[0].source()
 	end += base
+	decoded := int64(0)
 	for k := range spans {
 		off, n := spans[k].source()
 		end = max(end, off+n)
+		decoded += spans[k].ULen
 	}
+	release, err := r.decode.acquire(ctx, end-base+inflatePad+decoded)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	buf := make([]byte, end-base+inflatePad)
 	var out [][]byte
-	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		if attempt > 0 {
 			r.stats.retries.Add(1)

@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ type Reader struct {
 	dec     spanDecoders
 	ra      readahead
 	flights *flights
+	decode  *DecodeLimit
 	stop    context.CancelFunc // ends background fetches (Close)
 	log     *slog.Logger
 
@@ -62,7 +64,11 @@ type ReaderOptions struct {
 	// once; a span that would exceed it is simply not read ahead.
 	// 0 means runtime.NumCPU(), but at least 4.
 	ReadaheadWorkers int
-	Logger           *slog.Logger // readahead failures, at debug level; nil: slog.Default()
+	// Decode bounds the bytes being fetched and decoded at once; share one
+	// between Readers sharing a cache. nil: a limit of DefaultDecodeBytes
+	// for this Reader alone.
+	Decode *DecodeLimit
+	Logger *slog.Logger // readahead failures, at debug level; nil: slog.Default()
 }
 
 // DefaultReadahead is how many spans a sequential read keeps in flight
@@ -78,8 +84,12 @@ func (ix *Index) NewReader(blob Blob, cache SpanCache, opts ReaderOptions) *Read
 		log = slog.Default()
 	}
 	base, stop := context.WithCancel(context.Background())
+	decode := opts.Decode
+	if decode == nil {
+		decode = NewDecodeLimit(0)
+	}
 	r := &Reader{ix: ix, blob: blob, cache: cache, prefix: ix.cacheKeyPrefix(), log: log,
-		flights: newFlights(base), stop: stop}
+		flights: newFlights(base), decode: decode, stop: stop}
 	r.ra.init(opts)
 	return r
 }
@@ -173,20 +183,30 @@ func (r *Reader) readStream(ctx context.Context, p []byte, u int64) (int, error)
 	return done, nil
 }
 
-// cacheKeyPrefix names the addressable stream whose spans a Reader caches.
-// For TOC formats the stream is defined by the TOC, not by the layer digest
-// alone: that digest is never checked (it would need the whole blob), so
-// two manifests may name one digest with different TOCs, and a span decoded
-// through one must not be served through the other from a shared cache.
+// cacheKeyPrefix names the addressable stream whose spans a Reader caches,
+// by what its bytes were verified against (see identity.go): the layer
+// digest and format; the TOC for TOC formats (that digest is never checked
+// against the whole blob, so two manifests may name one digest with
+// different TOCs); and for an unverified index the scope that served it.
 func (ix *Index) cacheKeyPrefix() string {
 	prefix := ix.Layer.String() + "/" + string(ix.Format) + "/"
 	if toc := ix.Meta[metaTOCDigest]; toc != "" {
 		prefix += toc + "/"
 	}
+	if !ix.verified {
+		prefix += "scope:" + ix.Meta[metaScope] + "/"
+	}
 	return prefix
 }
 
+// key names span i in the cache: its place in the stream and, when it has
+// one, the digest its bytes are checked against, so a cache entry is bound
+// to the content it must have.
 func (r *Reader) key(i int) string {
 	s := &r.ix.Spans[i]
-	return r.prefix + strconv.FormatInt(s.UOff, 10) + "+" + strconv.FormatInt(s.ULen, 10)
+	k := r.prefix + strconv.FormatInt(s.UOff, 10) + "+" + strconv.FormatInt(s.ULen, 10)
+	if s.Check != CheckNone {
+		k += "#" + hex.EncodeToString(s.Digest[:8])
+	}
+	return k
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,9 +15,9 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// Open returns the index of opts.Layer: loaded from
-// <CacheDir>/index/<algorithm>/<hex> when a valid one is there, else built
-// from the blob and stored there. An unreadable, corrupt, truncated,
+// Open returns the index of opts.Layer: loaded from <CacheDir>/index when
+// one usable for this layer and scope is there (see identity.go), else
+// built from the blob and stored there. An unreadable, corrupt, truncated,
 // foreign or other-version index file is reported with a warning and
 // replaced. Concurrent builders (threads or processes) of one layer are
 // safe: each writes its own temporary file and renames it into place.
@@ -25,36 +26,65 @@ func Open(ctx context.Context, opts Options) (*Index, error) {
 	if opts.CacheDir == "" {
 		return Build(ctx, opts)
 	}
-	path, err := IndexPath(opts.CacheDir, opts.Layer.Digest)
-	if err != nil {
-		return nil, err
-	}
-	ix, err := loadIndex(path)
-	switch {
-	case err == nil && ix.Layer != opts.Layer.Digest:
-		log.Warn("index file describes another layer; rebuilding", "path", path, "layer", opts.Layer.Digest, "found", ix.Layer)
-	case err == nil && !formatAgrees(ix, opts):
-		log.Warn("index file was built for another layer format; rebuilding", "path", path, "format", ix.Format, "want", opts.Layer.Format)
-	case err == nil && !pinAgrees(ix, opts.Layer):
-		log.Warn("index file was built without the TOC digest the manifest now gives; rebuilding to check it", "path", path)
-	case err == nil:
-		lerr := ix.attachLocal(opts.CacheDir)
-		if lerr == nil {
-			markUsed(path)
-			return ix, nil
-		}
-		log.Warn("local copy of the plain zstd layer is missing or unusable; rebuilding", "path", path, "err", lerr)
-	case !errors.Is(err, fs.ErrNotExist):
-		log.Warn("index file unusable; rebuilding", "path", path, "err", err)
+	ix, err := Lookup(opts.CacheDir, opts.Layer, opts.Scope, log)
+	if err == nil {
+		return ix, nil
 	}
 	ix, err = Build(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
+	dir, err := indexDir(opts.CacheDir, opts.Layer.Digest)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, ix.fileName())
 	if err := storeIndex(path, ix); err != nil {
 		log.Warn("could not store index; it will be rebuilt next time", "path", path, "err", err)
 	}
 	return ix, nil
+}
+
+// errNoIndex: no stored index is usable for the layer.
+var errNoIndex = errors.New("no usable index in the cache")
+
+// Lookup returns a stored index usable for layer l served from scope
+// (the registry and repository), without building anything: for callers
+// that only want what is already known (inspect's sizes), and for Open.
+// log hears about files that are there but unusable (nil: they are skipped
+// quietly).
+func Lookup(cacheDir string, l manifest.Layer, scope string, log *slog.Logger) (*Index, error) {
+	dir, err := indexDir(cacheDir, l.Digest)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range candidateNames(l, scope) {
+		path := filepath.Join(dir, name)
+		ix, err := loadIndex(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			warn(log, "index file unusable; rebuilding", "path", path, "err", err)
+			continue
+		case !ix.usableFor(name, l, scope):
+			warn(log, "index file describes another layer, format or registry; rebuilding", "path", path)
+			continue
+		}
+		if err := ix.attachLocal(cacheDir); err != nil {
+			warn(log, "local copy of the plain zstd layer is missing or unusable; rebuilding", "path", path, "err", err)
+			continue
+		}
+		markUsed(path)
+		return ix, nil
+	}
+	return nil, fmt.Errorf("layer %s: %w", l.Digest, errNoIndex)
+}
+
+func warn(log *slog.Logger, msg string, args ...any) {
+	if log != nil {
+		log.Warn(msg, args...)
+	}
 }
 
 // markUsed sets an index file's modification time to now: 'imgfs cache
@@ -65,26 +95,12 @@ func markUsed(path string) {
 	_ = os.Chtimes(path, now, now)
 }
 
-// formatAgrees accepts an index built for the declared format, or, when the
-// declaration may be corrected from the content (tar, gzip, zstd), any of
-// those.
-func formatAgrees(ix *Index, opts Options) bool {
-	declared := opts.Layer.Format
-	if declared == "" || declared == ix.Format {
-		return true
-	}
-	sniffable := func(f manifest.Format) bool {
-		return f == manifest.FormatTar || f == manifest.FormatGzip || f == manifest.FormatZstd || f == manifest.FormatUnknown
-	}
-	return sniffable(declared) && sniffable(ix.Format)
-}
-
-// IndexPath is where the index of the layer with digest dgst is stored.
-func IndexPath(cacheDir string, dgst digest.Digest) (string, error) {
+// indexDir is where the indexes of the layer with digest dgst are stored.
+func indexDir(cacheDir string, dgst digest.Digest) (string, error) {
 	if err := dgst.Validate(); err != nil { // also keeps the path inside cacheDir
 		return "", fmt.Errorf("index path for %q: %w", dgst, err)
 	}
-	return filepath.Join(cacheDir, "index", string(dgst.Algorithm()), dgst.Encoded()), nil
+	return filepath.Join(cacheDir, "index", string(dgst.Algorithm())), nil
 }
 
 func loadIndex(path string) (*Index, error) {
@@ -134,22 +150,4 @@ func storeIndex(path string, ix *Index) error {
 		d.Close()
 	}
 	return nil
-}
-
-// Load reads the cached index of a layer without building anything: for
-// callers that only want what is already known (inspect's uncompressed
-// sizes). A missing or damaged file is an error.
-func Load(cacheDir string, layer digest.Digest) (*Index, error) {
-	path, err := IndexPath(cacheDir, layer)
-	if err != nil {
-		return nil, err
-	}
-	ix, err := loadIndex(path)
-	if err != nil {
-		return nil, err
-	}
-	if ix.Layer != layer {
-		return nil, fmt.Errorf("index %s: %w: describes layer %s", path, ErrCorrupt, ix.Layer)
-	}
-	return ix, nil
 }

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -169,10 +170,7 @@ func TestOpenCachesAndRebuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path, _ := IndexPath(dir, opts.Layer.Digest)
-	if want := filepath.Join(dir, "index", "sha256", opts.Layer.Digest.Encoded()); path != want {
-		t.Fatalf("index path %s, want %s", path, want)
-	}
+	path := filepath.Join(dir, "index", "sha256", opts.Layer.Digest.Encoded()+".gzip")
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("index not stored: %v", err)
 	}
@@ -237,21 +235,20 @@ func TestOpenCachesAndRebuilds(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameIndex(t, first, ix)
-	if !strings.Contains(logs.text(), "another layer") {
+	if !strings.Contains(logs.text(), "another layer, format or registry") {
 		t.Fatalf("no warning about a foreign index: %s", logs.text())
 	}
 
 	// An index built as gzip is not used for a layer declared as a TOC
-	// format: Open rebuilds (and here fails: no such builder yet).
+	// format: Open rebuilds (and here fails: the blob has no TOC).
 	chunked := opts
 	chunked.Layer.Format = manifest.FormatZstdChunked
-	if _, err := Open(context.Background(), chunked); !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("Open with another declared format: %v", err)
+	if _, err := Open(context.Background(), chunked); err == nil {
+		t.Fatal("a gzip index served a layer declared zstd:chunked")
 	}
-	if !strings.Contains(logs.text(), "another layer format") {
-		t.Fatalf("no warning about the format: %s", logs.text())
-	}
-	// Declared tar but stored gzip: the content decides, the index is used.
+	// Declared tar but stored gzip: the gzip index was built from bytes
+	// that matched the digest, so it describes that digest whatever a
+	// manifest declares: it is used.
 	declaredTar := opts
 	declaredTar.Layer.Format = manifest.FormatTar
 	blob.resetCounts()
@@ -293,10 +290,10 @@ func TestConcurrentOpen(t *testing.T) {
 	}
 }
 
-func TestIndexPathRejectsBadDigests(t *testing.T) {
+func TestIndexDirRejectsBadDigests(t *testing.T) {
 	for _, d := range []digest.Digest{"", "sha256:../../etc", "sha256:abc", "md5:d41d8cd98f00b204e9800998ecf8427e"} {
-		if p, err := IndexPath("/cache", d); err == nil {
-			t.Errorf("IndexPath(%q) = %s", d, p)
+		if p, err := indexDir("/cache", d); err == nil {
+			t.Errorf("indexDir(%q) = %s", d, p)
 		}
 	}
 }
@@ -310,20 +307,20 @@ func TestOpenWithoutCacheDirBuilds(t *testing.T) {
 	}
 }
 
-func TestLoadNeverBuilds(t *testing.T) {
+func TestLookupNeverBuilds(t *testing.T) {
 	rng := rand.New(rand.NewSource(34))
 	tarData, _ := randomLayer(rng, 20, 10<<10)
 	opts := buildOpts(gzipBytes(tarData, 6), manifest.FormatGzip, 64<<10)
 	dir := t.TempDir()
-	if _, err := Load(dir, opts.Layer.Digest); err == nil {
-		t.Fatal("Load of a layer never indexed must fail, not build")
+	if _, err := Lookup(dir, opts.Layer, "", nil); err == nil {
+		t.Fatal("Lookup of a layer never indexed must fail, not build")
 	}
 	opts.CacheDir = dir
 	built, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := Load(dir, opts.Layer.Digest)
+	loaded, err := Lookup(dir, opts.Layer, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,12 +328,58 @@ func TestLoadNeverBuilds(t *testing.T) {
 		t.Fatalf("loaded index differs: %d/%d entries", len(loaded.Entries), len(built.Entries))
 	}
 	// An index file copied under another layer's name is refused.
-	other := digest.FromString("another layer")
-	src, _ := IndexPath(dir, opts.Layer.Digest)
-	dst, _ := IndexPath(dir, other)
-	data, _ := os.ReadFile(src)
-	os.WriteFile(dst, data, 0o644)
-	if _, err := Load(dir, other); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("index of another layer: err %v, want ErrCorrupt", err)
+	other := opts.Layer
+	other.Digest = digest.FromString("another layer")
+	data, _ := os.ReadFile(filepath.Join(dir, "index", "sha256", opts.Layer.Digest.Encoded()+".gzip"))
+	os.WriteFile(filepath.Join(dir, "index", "sha256", other.Digest.Encoded()+".gzip"), data, 0o644)
+	if _, err := Lookup(dir, other, "", nil); err == nil {
+		t.Fatal("an index of another layer was used")
+	}
+}
+
+// TestNoPoisoningAcrossRegistries: the attacks of the security review.
+// A hostile registry serves an uncompressed tar (or nothing: size 0) under
+// the digest of a popular gzip layer, with a gzip media type. Whatever
+// index that builds must never serve the real layer from its own
+// registry, and the real layer's index is built from its own bytes.
+func TestNoPoisoningAcrossRegistries(t *testing.T) {
+	rng := rand.New(rand.NewSource(36))
+	realTar, _ := randomLayer(rng, 20, 10<<10)
+	realGzip := gzipBytes(realTar, 6)
+	hostileTar, _ := randomLayer(rand.New(rand.NewSource(37)), 3, 100)
+	victim := manifest.Layer{Digest: sha(realGzip), Size: int64(len(realGzip)), Format: manifest.FormatGzip}
+	for name, hostileBlob := range map[string][]byte{"tar under a gzip digest": hostileTar, "empty blob": {}} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			hostile := Options{CacheDir: dir, Layer: victim, Blob: newMemBlob(hostileBlob), Scope: "evil.example/x", Logger: quietLogger()}
+			hostile.Layer.Size = int64(len(hostileBlob))
+			hix, err := Open(context.Background(), hostile)
+			if err == nil && hix.Verified() {
+				t.Fatal("an index of bytes that do not match the digest claims to be verified")
+			}
+			legit := Options{CacheDir: dir, Layer: victim, Blob: newMemBlob(realGzip), Scope: "registry.example/library/app", Logger: quietLogger()}
+			lix, err := Open(context.Background(), legit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !lix.Verified() || lix.Format != manifest.FormatGzip || len(lix.Entries) != len(extract(t, realTar))+countDirs(realTar) {
+				t.Fatalf("the real layer got a foreign index: %s verified %v, %d entries", lix.Format, lix.Verified(), len(lix.Entries))
+			}
+		})
+	}
+}
+
+// countDirs counts the directory entries of a tar (extract keeps files only).
+func countDirs(tarData []byte) int {
+	n := 0
+	tr := tar.NewReader(bytes.NewReader(tarData))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return n
+		}
+		if h.Typeflag != tar.TypeReg {
+			n++
+		}
 	}
 }

@@ -170,7 +170,7 @@ func placeEntry(e *Entry, raw entryIDs) (why string) {
 		e.Type, e.Name = kind, target
 		e.Size = 0
 	}
-	if e.Name == "" && e.Type != TypeDir {
+	if e.Name == "" && e.Type != TypeDir && e.Type != TypeOpaque {
 		return "the root must be a directory"
 	}
 	if raw.uid < 0 || raw.uid > 1<<32-1 || raw.gid < 0 || raw.gid > 1<<32-1 {

@@ -85,6 +85,19 @@ func TestWhiteouts(t *testing.T) {
 	}
 }
 
+// A root ".wh..wh..opq" is kept as an opaque marker of the root (the
+// merge then hides every lower entry), not dropped as a non-directory root.
+func TestRootOpaqueMarkerIsKept(t *testing.T) {
+	e := Entry{Type: TypeReg}
+	if why := placeEntry(&e, entryIDs{name: "./.wh..wh..opq"}); why != "" || e.Type != TypeOpaque || e.Name != "" {
+		t.Fatalf("placeEntry: %q, %+v", why, e)
+	}
+	e = Entry{Type: TypeReg}
+	if why := placeEntry(&e, entryIDs{name: "./"}); why == "" {
+		t.Fatal("a regular file named as the root was kept")
+	}
+}
+
 func TestXattrs(t *testing.T) {
 	got := xattrs(map[string]string{
 		"SCHILY.xattr.user.a":               "raw\x00value",

@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"errors"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -63,5 +65,37 @@ func TestKilledReaderCancelsItsFetch(t *testing.T) {
 		t.Logf("fetch cancelled: %s", uri)
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the fetch for the killed reader is still running\n%s", stderr.String())
+	}
+}
+
+// TestStalledRegistryReadFailsWithinBound: a registry that stops sending
+// makes a read fail with EIO within a few times --read-timeout (the
+// kernel may retry a failed readahead page once, synchronously), the
+// mount stays up, and once the registry sends again the same read works.
+func TestStalledRegistryReadFailsWithinBound(t *testing.T) {
+	reg := registrytest.New(t)
+	fx := buildCLIFixture(t)
+	ref := putImage(reg, "stall/app", "v1", fx.img)
+	env := cliEnvFor(t.TempDir())
+	mustCLI(t, env, "--plain-http", "index", ref)
+
+	const timeout = 2 * time.Second
+	dir, _, _, stderr := startForegroundMount(t, env, "--prefetch=none", "--read-timeout", timeout.String(), ref)
+	reg.Stall(func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/blobs/") })
+	start := time.Now()
+	_, err := os.ReadFile(filepath.Join(dir, "big/needle"))
+	took := time.Since(start)
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("read from a stalled registry: %v, want EIO", err)
+	}
+	if took > 3*timeout+2*time.Second {
+		t.Errorf("the failed read took %s; bound %s per FUSE read", took, timeout)
+	}
+	t.Logf("read failed after %s", took.Round(time.Millisecond))
+
+	reg.Unstall()
+	got, err := os.ReadFile(filepath.Join(dir, "big/needle"))
+	if err != nil || string(got) != "needle in a haystack\n" {
+		t.Fatalf("read after the registry recovered: %q, %v\n%s", got, err, stderr.String())
 	}
 }

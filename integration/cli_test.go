@@ -232,12 +232,13 @@ func indexFileInodes(t *testing.T, cacheDir string, img *BuiltImage) []uint64 {
 	t.Helper()
 	var inodes []uint64
 	for _, l := range img.Layers {
-		p, err := index.IndexPath(cacheDir, l.Digest)
-		if err != nil {
-			t.Fatal(err)
+		// <hex>.<format>[.<toc>][.<scope>]: see index/identity.go.
+		files, _ := filepath.Glob(filepath.Join(cacheDir, "index", "sha256", l.Digest.Encoded()+".*"))
+		if len(files) != 1 {
+			t.Fatalf("index files of layer %s: %v", l.Digest, files)
 		}
 		var st syscall.Stat_t
-		if err := syscall.Stat(p, &st); err != nil {
+		if err := syscall.Stat(files[0], &st); err != nil {
 			t.Fatalf("index of layer %s: %v", l.Digest, err)
 		}
 		inodes = append(inodes, st.Ino)

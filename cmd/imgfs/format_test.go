@@ -32,12 +32,6 @@ func TestModeStringShowsSpecialBits(t *testing.T) {
 	}
 }
 
-func TestUnescapeMountinfo(t *testing.T) {
-	if got := unescapeMountinfo(`/tmp/with\040space\011tab`); got != "/tmp/with space\ttab" {
-		t.Fatalf("got %q", got)
-	}
-}
-
 func TestReadModeNamesWhatIsNotLazyOrVerified(t *testing.T) {
 	for format, want := range map[manifest.Format]string{
 		manifest.FormatZstd:        "not lazy",
@@ -48,6 +42,24 @@ func TestReadModeNamesWhatIsNotLazyOrVerified(t *testing.T) {
 		ix := &index.Index{Format: format} // built without verification
 		if got := readMode(ix); !strings.Contains(got, want) {
 			t.Errorf("%s: %q, want it to say %q", format, got, want)
+		}
+	}
+}
+
+func TestEscapeName(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":       "plain",
+		"with space":  "with space",
+		"ünïcödé 文件":  "ünïcödé 文件",
+		"a\nb":        `a\nb`,
+		"\x1b[31mred": `\033[31mred`,
+		"tab\there":   `tab\there`,
+		"back\\slash": `back\\slash`,
+		"bad\xffutf8": `bad\377utf8`,
+		"del\x7f":     `del\177`,
+	} {
+		if got := escapeName(in); got != want {
+			t.Errorf("escapeName(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

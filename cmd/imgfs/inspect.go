@@ -76,7 +76,9 @@ func (ic *inspectCommand) run(cmd *cobra.Command, reference string) error {
 		_, err := out.Write(raw)
 		return err
 	}
-	doc := newInspectOutput(img, func(l manifest.Layer) (int64, bool) { return image.UncompressedSize(opts.CacheDir, l) })
+	doc := newInspectOutput(img, func(l manifest.Layer) (int64, bool) {
+		return image.UncompressedSize(opts.CacheDir, image.Scope(img), l)
+	})
 	if ic.jsonOut {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")

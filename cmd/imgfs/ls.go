@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -55,14 +57,14 @@ func listPath(out io.Writer, t *fs.Tree, p string, long bool) error {
 	}
 	if !long {
 		for _, n := range nodes {
-			fmt.Fprintln(out, n.Name())
+			fmt.Fprintln(out, escapeName(n.Name()))
 		}
 		return nil
 	}
 	for _, n := range nodes {
-		name := n.Name()
+		name := escapeName(n.Name())
 		if n.Type() == index.TypeSymlink {
-			name += " -> " + n.Linkname()
+			name += " -> " + escapeName(n.Linkname())
 		}
 		size := fmt.Sprint(n.Size())
 		if n.Type() == index.TypeChar || n.Type() == index.TypeBlock {
@@ -110,4 +112,41 @@ func modeString(n *fs.Node) string {
 	special(6, 02000, 's', 'S')
 	special(9, 01000, 't', 'T')
 	return string(s)
+}
+
+// escapeName shows a name from an image safely on a terminal, as ls -b
+// does: names with control characters, invalid UTF-8 or backslashes get C
+// escapes (\n, \t, \\, \ooo), so that no name can move the cursor, change
+// colours or fake another line. Other names are shown as they are.
+func escapeName(name string) string {
+	plain := utf8.ValidString(name)
+	for _, r := range name {
+		if !plain || r == '\\' || !unicode.IsPrint(r) && r != ' ' {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return name
+	}
+	var b strings.Builder
+	for i := 0; i < len(name); {
+		r, size := utf8.DecodeRuneInString(name[i:])
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == utf8.RuneError && size <= 1, !unicode.IsPrint(r) && r != ' ':
+			for _, c := range []byte(name[i : i+size]) {
+				fmt.Fprintf(&b, "\\%03o", c)
+			}
+		default:
+			b.WriteString(name[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }

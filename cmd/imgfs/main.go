@@ -13,7 +13,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := run(ctx, newApp(os.Stdout, os.Stderr, os.Getenv), os.Args[1:])
 	stop()
 	os.Exit(code)
@@ -30,6 +30,12 @@ func run(ctx context.Context, a *app, args []string) int {
 	if err == nil {
 		return 0
 	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// Ctrl-C, SIGTERM or a hangup while working (an index build): not
+		// an error of the command's own.
+		fmt.Fprintln(a.stderr, "imgfs: interrupted")
+		return exitInterrupted
+	}
 	printError(a.stderr, err)
 	var usage *usageError
 	if errors.As(err, &usage) || !a.ready {
@@ -40,6 +46,9 @@ func run(ctx context.Context, a *app, args []string) int {
 	}
 	return 1
 }
+
+// exitInterrupted is the shell's code for a command ended by SIGINT.
+const exitInterrupted = 130
 
 // printError writes err on one line: multi-line messages (cobra's "Did you
 // mean this?" suggestions) are folded.

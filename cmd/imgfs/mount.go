@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,11 +23,13 @@ func init() { registerCommand(newMountCommand) }
 
 type mountFlags struct {
 	memoryCache string
+	readTimeout time.Duration
 	prefetch    string
 	stats       bool
 	background  bool
 	allowOther  string
 	logFile     string
+	nonEmpty    bool
 }
 
 func newMountCommand(a *app) *cobra.Command {
@@ -45,9 +48,13 @@ inspect: unless the image ships one, a read-only /.singularity.d is added
 labels.json), with stub /dev /proc /sys /tmp /var/tmp /home /root and empty
 /etc/hosts and /etc/resolv.conf where the image lacks them.
 
+DIR is created when missing; a DIR that is already a mount point is
+refused, and so is one with files in it unless --nonempty.
+
 By default imgfs stays in the foreground until DIR is unmounted (Ctrl-C,
-SIGTERM, 'imgfs unmount DIR' or fusermount3 -u DIR). With --background it
-returns once the mount answers, or fails with the reason.`,
+SIGTERM, a hangup of its terminal, 'imgfs unmount DIR' or fusermount3 -u
+DIR): it unmounts cleanly. With --background it returns once the mount
+answers, or fails with the reason.`,
 		Example: `  imgfs mount docker://python:3.12 /tmp/py &
   singularity exec /tmp/py python3 -V
   imgfs unmount /tmp/py
@@ -63,12 +70,14 @@ returns once the mount answers, or fails with the reason.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.memoryCache, "memory-cache", sizeString(cache.DefaultMemoryBytes), "decoded data kept in memory (rereads are then served from the disk cache)")
+	fl.DurationVar(&f.readTimeout, "read-timeout", fs.DefaultReadTimeout, "a read of file content still waiting for the registry after this long fails with EIO (0: never)")
 	fl.StringVar(&f.prefetch, "prefetch", string(prefetchLandmark), prefetchFlagHelp)
 	fl.BoolVar(&f.stats, "stats", false, "print bytes fetched per layer, requests and cache hits on exit")
 	fl.BoolVar(&f.background, "background", false, "return once the mount is ready; the server keeps running")
 	fl.StringVar(&f.allowOther, "allow-other", "auto", "let other users use the mount: auto (when permitted), yes, no")
+	fl.BoolVar(&f.nonEmpty, "nonempty", false, "mount over a directory that has files (hidden while mounted)")
 	fl.StringVar(&f.logFile, "log-file", "", "with --background: where the server logs (default <cache-dir>/logs/mount-*.log)")
-	withEnv(fl, "memory-cache", "prefetch", "stats", "allow-other")
+	withEnv(fl, "memory-cache", "read-timeout", "prefetch", "stats", "allow-other")
 	return cmd
 }
 
@@ -89,14 +98,18 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	if err != nil {
 		return err
 	}
-	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
-		return fmt.Errorf("mount point %s: not a directory", dir)
+	if err := os.Mkdir(dir, 0o755); err == nil {
+		a.logger.Info("created the mount point", "dir", dir)
+	}
+	// Before the image is opened (that may take a while), as Mount will.
+	if err := fs.CheckMountPoint(dir, f.nonEmpty); err != nil {
+		return err
 	}
 
 	// Registered before anything is built, so that no signal falls between
 	// the image being opened and the serve loop below.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	// A signal while the image is being opened aborts that (cmd.Context is
 	// cancelled by one); once mounted, a signal asks for an unmount, which
@@ -117,10 +130,12 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	defer img.Close()
 
 	m, err := fs.Mount(serveCtx, dir, img.Tree(), img.ContentReaders(), fs.MountOptions{
-		Source:     reference,
-		AllowOther: allowOther,
-		Logger:     a.logger,
-		Debug:      a.flags.debug,
+		Source:      reference,
+		AllowOther:  allowOther,
+		ReadTimeout: readTimeout(f.readTimeout),
+		NonEmpty:    f.nonEmpty,
+		Logger:      a.logger,
+		Debug:       a.flags.debug,
 	})
 	if err != nil {
 		return err
@@ -145,6 +160,14 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 		printStats(cmd.ErrOrStderr(), img.Stats())
 	}
 	return nil
+}
+
+// readTimeout maps the flag (0: never) to fs.MountOptions.ReadTimeout.
+func readTimeout(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // mountHandle is what serveUntilUnmounted needs of a mount (*fs.Mounted).

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/imgfs/imgfs/fs"
 )
 
 func init() { registerCommand(newUnmountCommand) }
@@ -74,40 +76,9 @@ func busyError(dir string) error {
 	return fmt.Errorf("%s is busy: a process has a file open or its working directory in it (see: fuser -vm %s); close it, or use --lazy", dir, dir)
 }
 
-// isFuseMount looks dir up in /proc/self/mountinfo.
+// isFuseMount reports whether a FUSE file system is mounted at dir; when
+// that cannot be told it answers yes and lets the unmount itself answer.
 func isFuseMount(dir string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return true // cannot tell: let the unmount itself answer
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		// mount point is field 5; the type follows the " - " separator
-		if len(fields) < 9 || unescapeMountinfo(fields[4]) != dir {
-			continue
-		}
-		for i, f := range fields {
-			if f == "-" && i+1 < len(fields) && strings.HasPrefix(fields[i+1], "fuse") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for space) of mountinfo.
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	fstype, mounted, err := fs.MountedAt(dir)
+	return err != nil || mounted && strings.HasPrefix(fstype, "fuse")
 }

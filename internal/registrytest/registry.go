@@ -47,12 +47,7 @@ func New(t testing.TB) *Registry {
 	r := &Registry{manifests: map[string]manifest{}, blobs: map[digest.Digest][]byte{}, requests: map[string]int{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(func() {
-		r.mu.Lock()
-		if r.stall != nil {
-			close(r.stall.release)
-			r.stall = nil
-		}
-		r.mu.Unlock()
+		r.Unstall()
 		r.srv.Close()
 	})
 	return r
@@ -69,6 +64,17 @@ func (r *Registry) Stall(match func(*http.Request) bool) (started, ended <-chan 
 	r.stall = st
 	r.mu.Unlock()
 	return st.started, st.ended
+}
+
+// Unstall lets the requests Stall holds go (they are answered nothing: the
+// client sees them break) and stalls no more.
+func (r *Registry) Unstall() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stall != nil {
+		close(r.stall.release)
+		r.stall = nil
+	}
 }
 
 // hold stalls req if a Stall matches it, and reports whether it did.
