@@ -96,7 +96,8 @@ func BenchmarkReadColdSpan(b *testing.B) {
 	blob := newMemBlob(gz)
 	for b.Loop() {
 		r := ix.NewReader(blob, newCache(0), ReaderOptions{})
-		data, err := r.load(context.Background(), len(ix.Spans)/2, len(ix.Spans)/2, 1, false)
+		var data [][]byte
+		err := r.load(context.Background(), len(ix.Spans)/2, len(ix.Spans)/2, 1, func(v [][]byte) { data = v })
 		if err != nil || !bytes.Equal(data[0], tarData[s.UOff:s.end()]) {
 			b.Fatal("bad span", err)
 		}

@@ -223,7 +223,7 @@ func (g *gzipStream) cut(bit, u int64, window []byte) error {
 	if g.span.Digest, err = g.in.endSpan(end); err != nil {
 		return err
 	}
-	g.ix.Spans = append(g.ix.Spans, g.span)
+	g.ix.Spans = append(g.ix.Spans, splitSpan(g.span, g.spanSize)...)
 
 	w := int32(-1)
 	if len(window) > 0 {
@@ -249,6 +249,25 @@ func (g *gzipStream) finish() error {
 	if g.span.Digest, err = g.in.endSpan(g.in.total); err != nil {
 		return err
 	}
-	g.ix.Spans = append(g.ix.Spans, g.span)
+	g.ix.Spans = append(g.ix.Spans, splitSpan(g.span, g.spanSize)...)
 	return nil
+}
+
+// splitSpan cuts a span that decodes to more than maxSpanBytes (encoders
+// end a deflate block every few MiB at most, except on long runs of one
+// byte: klauspost's best compression writes one block for hundreds of MiB
+// of zeros) into pieces of size bytes that each decode from the same
+// checkpoint and skip what comes before them. Memory stays bounded; a
+// piece far into the block costs the inflating of what precedes it.
+func splitSpan(s Span, size int64) []Span {
+	if s.ULen <= maxSpanBytes {
+		return []Span{s}
+	}
+	var out []Span
+	for skip := int64(0); skip < s.ULen; skip += size {
+		p := s
+		p.UOff, p.ULen, p.Skip = s.UOff+skip, min(size, s.ULen-skip), skip
+		out = append(out, p)
+	}
+	return out
 }

@@ -41,9 +41,11 @@ func (ix *Index) decodeSpan(s *Span, src []byte, dec *spanDecoders) ([]byte, err
 	}
 }
 
-// decodeDeflate resumes inflating at the span's checkpoint. A span can run
-// across the end of a gzip member; it continues through the trailer and the
-// next member's header exactly as the builder did.
+// decodeDeflate resumes inflating at the span's checkpoint, discards Skip
+// bytes (a piece of a block too large for one span, see splitSpan) and
+// returns the next ULen. A span can run across the end of a gzip member; it
+// continues through the trailer and the next member's header exactly as
+// the builder did.
 func (ix *Index) decodeDeflate(s *Span, comp []byte) ([]byte, error) {
 	var window []byte
 	if s.Window >= 0 {
@@ -52,32 +54,49 @@ func (ix *Index) decodeDeflate(s *Span, comp []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-	br := bytes.NewReader(comp)
+	r := &deflateSpanReader{br: bytes.NewReader(comp), coff: s.COff}
 	// WithPartialBlock makes the inflater hand out each block's output at
 	// the block's end; without it, output waits for 32 KiB of history or the
 	// final block, and a span ending at a non-final block would need bytes
 	// beyond its end.
-	fr := flate.NewReaderOpts(br, flate.WithResumeFrom(flate.InflateCheckpoint{BitOffset: s.Bit, Window: window}), flate.WithPartialBlock())
-	out := make([]byte, s.ULen)
-	n := 0
-	for n < len(out) {
-		m, err := fr.Read(out[n:])
-		n += m
-		switch {
-		case n == len(out):
-		case err == io.EOF:
-			if _, _, err := readGzipTrailer(br); err != nil {
-				return nil, fmt.Errorf("deflate span at %d: %w", s.COff, err)
-			}
-			if _, err := readGzipHeader(br); err != nil {
-				return nil, fmt.Errorf("deflate span at %d: next member: %w", s.COff, noEOF(err))
-			}
-			fr = flate.NewReaderOpts(br, flate.WithPartialBlock())
-		case err != nil:
-			return nil, fmt.Errorf("deflate span at %d: inflate after %d of %d bytes: %w", s.COff, n, len(out), noEOF(err))
+	r.fr = flate.NewReaderOpts(r.br, flate.WithResumeFrom(flate.InflateCheckpoint{BitOffset: s.Bit, Window: window}), flate.WithPartialBlock())
+	if s.Skip > 0 {
+		if n, err := io.CopyN(io.Discard, r, s.Skip); err != nil {
+			return nil, fmt.Errorf("deflate span at %d: skip %d bytes: got %d: %w", s.COff, s.Skip, n, noEOF(err))
 		}
 	}
+	out := make([]byte, s.ULen)
+	if n, err := io.ReadFull(r, out); err != nil {
+		return nil, fmt.Errorf("deflate span at %d: inflate after %d of %d bytes: %w", s.COff, n, len(out), noEOF(err))
+	}
 	return out, nil
+}
+
+// deflateSpanReader is the output of a deflate stream resumed at a
+// checkpoint, going on through gzip member boundaries.
+type deflateSpanReader struct {
+	br   *bytes.Reader
+	fr   io.ReadCloser
+	coff int64
+}
+
+func (r *deflateSpanReader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.fr.Read(p)
+		if err != io.EOF {
+			return n, err
+		}
+		if _, _, err := readGzipTrailer(r.br); err != nil {
+			return n, fmt.Errorf("deflate span at %d: %w", r.coff, err)
+		}
+		if _, err := readGzipHeader(r.br); err != nil {
+			return n, fmt.Errorf("deflate span at %d: next member: %w", r.coff, noEOF(err))
+		}
+		r.fr = flate.NewReaderOpts(r.br, flate.WithPartialBlock())
+		if n > 0 {
+			return n, nil
+		}
+	}
 }
 
 // source is where a span's bytes are read from: the blob range

@@ -11,7 +11,7 @@ import (
 // they fetch and decode, beyond what the span cache keeps. With
 // maxSpanBytes it bounds the read path's memory under any concurrency and
 // any input.
-const DefaultDecodeBytes = 64 << 20
+const DefaultDecodeBytes = 32 << 20
 
 // DecodeLimit bounds the bytes that the Readers sharing it fetch and
 // decode at once; a fetch waits for room (or its context). Share one

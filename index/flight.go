@@ -7,9 +7,14 @@ import (
 
 // flights lets the reads that need one span share one fetch of it. A fetch
 // runs in a context of its own: it ends when every read waiting for it has
-// given up (a reader killed in the middle of a FUSE read is interrupted),
-// not when the first of them does, which would fail the others with its
-// error; and it ends when the Reader closes.
+// given up (a reader killed in the middle of a FUSE read), not when the
+// first of them does, which would fail the others with its error; and it
+// ends when the Reader closes.
+//
+// A fetch's result keeps its share of the DecodeLimit until every read
+// that waited for it has used it (copied what it needs): the decoded bytes
+// alive at any time are then bounded by the limit (plus the cache), not by
+// the number of reads.
 type flights struct {
 	base context.Context // the Reader's lifetime
 
@@ -17,15 +22,22 @@ type flights struct {
 	m  map[int]*flight // by the first span of the run being fetched
 }
 
+// fetchFunc is the body of a fetch. keep hands it the release of the
+// DecodeLimit share its result holds: the flight calls it once the result
+// is used.
+type fetchFunc func(ctx context.Context, keep func(release func())) ([][]byte, error)
+
 type flight struct {
 	done    chan struct{}
 	val     [][]byte
 	err     error
-	waiters int
+	waiters int // reads waiting for or using the result; guarded by flights.mu
 	cancel  context.CancelFunc
-	// background: started by readahead or prefetch, for nobody in
-	// particular. A read that joined such a fetch and saw it fail fetches
-	// again itself instead of reporting someone else's error.
+	release func() // the DecodeLimit share of the result; guarded by flights.mu
+	// background: started by readahead for nobody in particular. It is not
+	// cancelled when reads that joined it give up, and a read that joined
+	// it and saw it fail fetches again itself instead of reporting
+	// someone else's error.
 	background bool
 }
 
@@ -40,16 +52,17 @@ func (g *flights) has(i int) bool {
 	return g.m[i] != nil
 }
 
-// do joins the fetch of span i in flight, or starts fn as that fetch, and
-// waits for its result or for ctx to end. shared reports that the result
-// came from a fetch this call did not start; fromBackground that it came
-// from a background one.
-func (g *flights) do(ctx context.Context, i int, background bool, fn func(context.Context) ([][]byte, error)) (val [][]byte, err error, shared, fromBackground bool) {
+// do joins the fetch of span i in flight, or starts fn as that fetch,
+// waits for its result or for ctx to end, and calls use with the result
+// before letting it go. shared reports that the result came from a fetch
+// this call did not start; fromBackground that it came from a background
+// one.
+func (g *flights) do(ctx context.Context, i int, fn fetchFunc, use func([][]byte)) (err error, shared, fromBackground bool) {
 	g.mu.Lock()
 	f := g.m[i]
 	started := f == nil
 	if started {
-		f = g.start(ctx, i, background, fn)
+		f = g.start(ctx, i, false, fn)
 	}
 	f.waiters++
 	g.mu.Unlock()
@@ -61,44 +74,56 @@ func (g *flights) do(ctx context.Context, i int, background bool, fn func(contex
 		case <-f.done: // finished meanwhile: the result is as good as the error
 		default:
 			g.leave(i, f)
-			return nil, ctx.Err(), !started, false
+			return ctx.Err(), !started, false
 		}
 	}
-	return f.val, f.err, !started, f.background
+	if f.err == nil {
+		use(f.val)
+	}
+	g.leave(i, f)
+	return f.err, !started, f.background
 }
 
 // startBackground starts fn as the fetch of span i unless one is in
 // flight, for nobody waiting (readahead): it runs until done or until the
-// Reader closes. done is called when it ends. It reports whether it started.
-func (g *flights) startBackground(i int, fn func(context.Context) ([][]byte, error), done func([][]byte, error)) bool {
+// Reader closes. done is called with its error when it ends. It reports
+// whether it started.
+func (g *flights) startBackground(i int, fn fetchFunc, done func(error)) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.m[i] != nil {
 		return false
 	}
-	f := g.start(g.base, i, true, func(ctx context.Context) ([][]byte, error) {
-		v, err := fn(ctx)
-		done(v, err)
+	g.start(g.base, i, true, func(ctx context.Context, keep func(func())) ([][]byte, error) {
+		v, err := fn(ctx, keep)
+		done(err)
 		return v, err
 	})
-	f.waiters++ // the background holder, who never leaves
 	return true
 }
 
 // start launches fn for span i; g.mu is held.
-func (g *flights) start(ctx context.Context, i int, background bool, fn func(context.Context) ([][]byte, error)) *flight {
+func (g *flights) start(ctx context.Context, i int, background bool, fn fetchFunc) *flight {
 	// The caller's values (loggers, counters) but not its cancellation.
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(g.base, cancel)
 	f := &flight{done: make(chan struct{}), cancel: cancel, background: background}
 	g.m[i] = f
+	keep := func(release func()) {
+		g.mu.Lock()
+		f.release = release
+		g.mu.Unlock()
+	}
 	go func() {
-		f.val, f.err = fn(fctx)
+		f.val, f.err = fn(fctx, keep)
 		stop()
 		cancel()
 		g.mu.Lock()
 		if g.m[i] == f {
 			delete(g.m, i)
+		}
+		if f.waiters == 0 {
+			f.releaseResult()
 		}
 		g.mu.Unlock()
 		close(f.done)
@@ -106,9 +131,11 @@ func (g *flights) start(ctx context.Context, i int, background bool, fn func(con
 	return f
 }
 
-// leave drops a waiter that gave up; the last one cancels the fetch, and
-// the fetch is forgotten at once so that a new read starts a fresh one
-// rather than joining one being cancelled.
+// leave drops a waiter, done with the result or giving up. The last one
+// lets the result's DecodeLimit share go; if the fetch is still running
+// for nobody (and is not a readahead), it is cancelled and forgotten at
+// once, so that a new read starts a fresh one rather than joining one
+// being cancelled.
 func (g *flights) leave(i int, f *flight) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -116,8 +143,25 @@ func (g *flights) leave(i int, f *flight) {
 	if f.waiters > 0 {
 		return
 	}
+	select {
+	case <-f.done:
+		f.releaseResult()
+		return
+	default:
+	}
+	if f.background {
+		return
+	}
 	f.cancel()
 	if g.m[i] == f {
 		delete(g.m, i)
+	}
+}
+
+// releaseResult lets the result's share go; flights.mu is held.
+func (f *flight) releaseResult() {
+	if f.release != nil {
+		f.release()
+		f.release = nil
 	}
 }

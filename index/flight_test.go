@@ -170,3 +170,34 @@ func TestCloseEndsReadahead(t *testing.T) {
 	}
 	waitFor(t, closed, "Close")
 }
+
+// A fetch's result keeps its DecodeLimit share until the read using it is
+// done: with room for one span, a second read of another span waits until
+// the first has copied what it needs.
+func TestDecodeLimitHoldsUntilUsed(t *testing.T) {
+	blob, ix, _ := gzipLayer(t, 18, 1, 64<<10)
+	big := int64(0)
+	for i := range ix.Spans {
+		big = max(big, ix.Spans[i].ULen+ix.Spans[i].CLen+inflatePad)
+	}
+	r := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{Readahead: -1, Decode: NewDecodeLimit(big)})
+	defer r.Close()
+	using := make(chan struct{})
+	finish := make(chan struct{})
+	go r.load(context.Background(), 1, 1, 1, func([][]byte) {
+		close(using)
+		<-finish
+	})
+	waitFor(t, using, "the first read to hold its span")
+	second := make(chan error, 1)
+	go func() { second <- r.load(context.Background(), 3, 3, 1, func([][]byte) {}) }()
+	select {
+	case err := <-second:
+		t.Fatalf("a second span was decoded while the first was still held (%v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(finish)
+	if err := waitFor(t, second, "the second read"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -92,7 +92,7 @@ func (ix *Index) validate() error {
 			if err := spanBounds(i, s); err != nil {
 				return err
 			}
-			if s.Bit > 7 || s.Window < -1 || int(s.Window) >= len(ix.windows) || s.CLen == 0 || s.Skip != 0 {
+			if s.Bit > 7 || s.Window < -1 || int(s.Window) >= len(ix.windows) || s.CLen == 0 || s.Skip < 0 {
 				return fmt.Errorf("deflate span %d: bad checkpoint: %w", i, ErrCorrupt)
 			}
 		case SpanGzipMember, SpanZstdFrame:

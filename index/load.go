@@ -21,33 +21,34 @@ const (
 // load is the one way reads, readahead and prefetch get decoded spans: the
 // cache, else a fetch in flight for span i, else a new fetch of spans
 // i..j (j <= last, at most maxSpans, see runEnd) that is verified, decoded
-// and cached. It returns the decoded bytes of span i and of the spans
-// after it that came with it (at least one).
+// and cached. It calls use with the decoded bytes of span i and of the
+// spans after it that came with it (at least one), while they are held
+// against the DecodeLimit; use must not keep them.
 //
-// A caller that joined a background fetch which then failed fetches again
-// itself, up to twice: readahead errors are never a read's. Background
-// callers (readahead, prefetch) pass background=true.
-func (r *Reader) load(ctx context.Context, i, last, maxSpans int, background bool) ([][]byte, error) {
+// A caller that joined a background fetch (readahead) which then failed
+// fetches again itself, up to twice: readahead errors are never a read's.
+func (r *Reader) load(ctx context.Context, i, last, maxSpans int, use func([][]byte)) error {
 	key := r.key(i)
 	if data, ok := r.cached(key, i); ok {
 		r.countHit(false)
-		return [][]byte{data}, nil
+		use([][]byte{data})
+		return nil
 	}
 	for attempt := 0; ; attempt++ {
 		var lateHit bool
-		val, err, shared, fromBackground := r.flights.do(ctx, i, background, r.fetchFunc(i, last, maxSpans, &lateHit))
+		err, shared, fromBackground := r.flights.do(ctx, i, r.fetchFunc(i, last, maxSpans, &lateHit), use)
 		if err != nil && shared && fromBackground && attempt < 2 {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		// Decodes were counted by fetchRun; what else this lookup found
 		// is a hit.
 		if shared || lateHit {
 			r.countHit(shared)
 		}
-		return val, nil
+		return nil
 	}
 }
 
@@ -55,8 +56,8 @@ func (r *Reader) load(ctx context.Context, i, last, maxSpans int, background boo
 // cache (a fetch that just finished may have filled it after the caller
 // looked: that is a hit, not a second decode; it sets *lateHit), then
 // fetchRun of the run from i towards last.
-func (r *Reader) fetchFunc(i, last, maxSpans int, lateHit *bool) func(context.Context) ([][]byte, error) {
-	return func(ctx context.Context) ([][]byte, error) {
+func (r *Reader) fetchFunc(i, last, maxSpans int, lateHit *bool) fetchFunc {
+	return func(ctx context.Context, keep func(func())) ([][]byte, error) {
 		key := r.key(i)
 		if r.cache.Contains(key) {
 			if data, ok := r.cached(key, i); ok {
@@ -64,7 +65,7 @@ func (r *Reader) fetchFunc(i, last, maxSpans int, lateHit *bool) func(context.Co
 				return [][]byte{data}, nil
 			}
 		}
-		return r.fetchRun(ctx, i, r.runEnd(i, last, maxSpans))
+		return r.fetchRun(ctx, i, r.runEnd(i, last, maxSpans), keep)
 	}
 }
 
@@ -115,8 +116,9 @@ func (r *Reader) runEnd(i, last, maxSpans int) int {
 
 // fetchRun reads the source bytes of spans i..j with one ReadAt, verifies
 // and decodes them (in parallel) and caches the results. A digest mismatch
-// refetches once; a second one is an error, never data.
-func (r *Reader) fetchRun(ctx context.Context, i, j int) ([][]byte, error) {
+// refetches once; a second one is an error, never data. The run's share of
+// the DecodeLimit is handed to keep with the result.
+func (r *Reader) fetchRun(ctx context.Context, i, j int, keep func(release func())) ([][]byte, error) {
 	spans := r.ix.Spans[i : j+1]
 	base, end := spans[0].source()
 	end += base
@@ -130,9 +132,25 @@ func (r *Reader) fetchRun(ctx context.Context, i, j int) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	out, err := r.fetchDecode(ctx, spans, base, end)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	keep(release)
+	for k := range spans {
+		r.cache.Put(r.key(i+k), out[k])
+	}
+	r.stats.lookups.Add(int64(len(spans)))
+	r.stats.decoded.Add(int64(len(spans)))
+	return out, nil
+}
+
+// fetchDecode fetches blob bytes [base, end) of a run and decodes its spans.
+func (r *Reader) fetchDecode(ctx context.Context, spans []Span, base, end int64) ([][]byte, error) {
 	buf := make([]byte, end-base+inflatePad)
 	var out [][]byte
+	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		if attempt > 0 {
 			r.stats.retries.Add(1)
@@ -151,15 +169,7 @@ func (r *Reader) fetchRun(ctx context.Context, i, j int) ([][]byte, error) {
 			break
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	for k := range spans {
-		r.cache.Put(r.key(i+k), out[k])
-	}
-	r.stats.lookups.Add(int64(len(spans)))
-	r.stats.decoded.Add(int64(len(spans)))
-	return out, nil
+	return out, err
 }
 
 // decodeRun verifies and decodes the spans of a run from buf, which holds

@@ -166,18 +166,19 @@ func (r *Reader) readStream(ctx context.Context, p []byte, u int64) (int, error)
 			return done, fmt.Errorf("no span holds stream offset %d: %w", u, ErrCorrupt)
 		}
 		last := spanAt(spans, u+int64(len(p)-done)-1)
-		decoded, err := r.load(ctx, i, last, maxRunSpans, false)
+		err := r.load(ctx, i, last, maxRunSpans, func(decoded [][]byte) {
+			for k, data := range decoded {
+				if done == len(p) {
+					break
+				}
+				s := &spans[i+k]
+				n := copy(p[done:], data[u-s.UOff:])
+				done += n
+				u += int64(n)
+			}
+		})
 		if err != nil {
 			return done, err
-		}
-		for k, data := range decoded {
-			if done == len(p) {
-				break
-			}
-			s := &spans[i+k]
-			n := copy(p[done:], data[u-s.UOff:])
-			done += n
-			u += int64(n)
 		}
 	}
 	return done, nil

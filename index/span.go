@@ -78,9 +78,11 @@ type Span struct {
 	// in the index's window table; -1 when there is no history (the start of
 	// a gzip member).
 	Window int32
-	// Skip is, for TOC chunks (SpanGzipMember, SpanZstdFrame), how many
-	// decoded bytes precede the span's ULen bytes in its member or frame:
-	// chunks of small files may share one (eStargz innerOffset).
+	// Skip is how many decoded bytes precede the span's ULen bytes: for TOC
+	// chunks (SpanGzipMember, SpanZstdFrame), in their member or frame
+	// (chunks of small files may share one: eStargz innerOffset); for
+	// SpanDeflate, from the checkpoint, in a piece of a deflate block too
+	// large for one span (see splitSpan).
 	Skip   int64
 	Digest [32]byte // sha256, see Check
 }

@@ -2,6 +2,8 @@ package integration
 
 import (
 	"errors"
+	"fmt"
+	iofs "io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -165,5 +167,106 @@ func TestOtherUserSeesTheImagesPermissions(t *testing.T) {
 	}
 	if data, err := os.ReadFile(m.path("etc/secret")); err != nil || string(data) != "root only\n" {
 		t.Errorf("root reads it: %q %v", data, err)
+	}
+}
+
+// TestNoCachePoisoningAcrossRegistries: a hostile registry names a popular
+// gzip layer's digest in its manifest and serves, under that digest, an
+// uncompressed tar of its own (a setuid file, a fake /etc/passwd), or
+// declares it with size 0. Using the same cache dir afterwards, the real
+// image from the real registry mounts with its own tree and bytes.
+func TestNoCachePoisoningAcrossRegistries(t *testing.T) {
+	real := MustLayer(t, LayerSpec{Compression: Gzip, Entries: []Entry{
+		Dir("etc"), File("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"), File("etc/os-release", "NAME=real\n"),
+	}})
+	realImg := MustImage(t, ImageSpec{Kind: OCI, Layers: []*BuiltLayer{real}})
+	reg := StartRegistry(t, RegistryOptions{})
+	realRef := reg.PushImage(t, "victim/app", "v1", realImg)
+
+	evilTar, err := BuildTar([]Entry{
+		Dir("etc"), File("etc/passwd", "root::0:0:owned:/root:/bin/sh\n"),
+		{Path: "bin/evil", Type: TypeFile, Mode: 0o4755, Content: []byte("#!/bin/sh\n")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lie := range []struct {
+		name string
+		blob []byte
+		size int64
+	}{{"tar under the gzip digest", evilTar, int64(len(evilTar))}, {"size 0", nil, 0}} {
+		t.Run(lie.name, func(t *testing.T) {
+			hostile := registrytest.New(t)
+			hostile.PutBlobAs(real.Digest, lie.blob)
+			cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["` + real.DiffID.String() + `"]}}`)
+			m := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` +
+				hostile.PutBlob(cfg).String() + `","size":` + fmt.Sprint(len(cfg)) + `},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"` +
+				real.Digest.String() + `","size":` + fmt.Sprint(lie.size) + `}]}`)
+			hostile.PutManifest("application/vnd.oci.image.manifest.v1+json", m, "v1")
+			cacheDir := t.TempDir()
+			env := cliEnvFor(cacheDir)
+			// Whatever the hostile image does (served unverified, or refused),
+			// it must leave nothing the real image would use.
+			res := runCLI(t, mountCommandTimeout, env, "--plain-http", "ls", hostile.Host()+"/evil/app:v1", "/")
+			t.Logf("hostile ls: err %v\n%s%s", res.err, res.stdout, res.stderr)
+
+			mnt := mountImage(t, realRef, mountOptions{CacheDir: cacheDir})
+			if got, err := os.ReadFile(mnt.path("etc/passwd")); err != nil || string(got) != "root:x:0:0:root:/root:/bin/sh\n" {
+				t.Errorf("the real image's /etc/passwd: %q %v", got, err)
+			}
+			if _, err := os.Lstat(mnt.path("bin/evil")); err == nil {
+				t.Error("the hostile layer's setuid file is in the real image")
+			}
+			if got, err := os.ReadFile(mnt.path("etc/os-release")); err != nil || string(got) != "NAME=real\n" {
+				t.Errorf("/etc/os-release: %q %v", got, err)
+			}
+		})
+	}
+}
+
+// TestSwappedSpanFilesAreNeverServed: span files of the disk cache swapped
+// between names (equal sizes, so only their content tells them apart) are
+// detected and refetched when the next mount reads them: no wrong byte.
+func TestSwappedSpanFilesAreNeverServed(t *testing.T) {
+	files := faultFiles()
+	entries := []Entry{Dir("data")}
+	for p, c := range files {
+		entries = append(entries, Entry{Path: p, Type: TypeFile, Mode: 0o644, Content: c})
+	}
+	layer := MustLayer(t, LayerSpec{Compression: Estargz, EstargzChunkSize: 64 << 10, Entries: entries})
+	reg := StartRegistry(t, RegistryOptions{})
+	ref := reg.PushImage(t, "swap/app", "v1", MustImage(t, ImageSpec{Kind: OCI, Layers: []*BuiltLayer{layer}}))
+	cacheDir := t.TempDir()
+	m := mountImage(t, ref, mountOptions{CacheDir: cacheDir, Args: []string{"--prefetch=none"}})
+	if failed := readAllExpecting(t, m, files); len(failed) > 0 {
+		t.Fatalf("first read: %v", failed)
+	}
+	m.unmount(t) // flushes the disk tier
+
+	bySize := map[int64][]string{}
+	filepath.WalkDir(filepath.Join(cacheDir, "spans"), func(p string, de iofs.DirEntry, err error) error {
+		if err == nil && de.Type().IsRegular() {
+			info, _ := de.Info()
+			bySize[info.Size()] = append(bySize[info.Size()], p)
+		}
+		return nil
+	})
+	swapped := 0
+	for _, paths := range bySize {
+		for i := 0; i+1 < len(paths); i += 2 {
+			a, _ := os.ReadFile(paths[i])
+			b, _ := os.ReadFile(paths[i+1])
+			os.WriteFile(paths[i], b, 0o600)
+			os.WriteFile(paths[i+1], a, 0o600)
+			swapped += 2
+		}
+	}
+	if swapped < 10 {
+		t.Fatalf("only %d span files of equal size to swap", swapped)
+	}
+	t.Logf("swapped %d span files", swapped)
+	m = mountImage(t, ref, mountOptions{CacheDir: cacheDir, Args: []string{"--prefetch=none"}})
+	if failed := readAllExpecting(t, m, files); len(failed) > 0 {
+		t.Fatalf("reads failed: %v", failed)
 	}
 }

@@ -325,6 +325,24 @@ func TestResolveRejects(t *testing.T) {
 			t.Fatalf("error = %v", err)
 		}
 	})
+	t.Run("non-JSON config", func(t *testing.T) {
+		src := newFakeSource()
+		cfg := src.putBlob(MediaTypeOCIConfig, []byte("not json at all\x00"))
+		m := ocispec.Manifest{MediaType: MediaTypeOCIManifest, Config: cfg, Layers: []ocispec.Descriptor{}}
+		m.SchemaVersion = 2
+		src.putManifest(MediaTypeOCIManifest, mustJSON(t, m), "v1")
+		_, err := resolveWith(t, src, "127.0.0.1:5000/app:v1", "", nil)
+		if err == nil || !strings.Contains(err.Error(), "config") {
+			t.Fatalf("error = %v", err)
+		}
+	})
+	t.Run("manifest that is not JSON", func(t *testing.T) {
+		src := newFakeSource()
+		src.putManifest(MediaTypeOCIManifest, []byte("\xff\xfe garbage"), "v1")
+		if _, err := resolveWith(t, src, "127.0.0.1:5000/app:v1", "", nil); err == nil {
+			t.Fatal("a garbage manifest resolved")
+		}
+	})
 	t.Run("index size mismatch", func(t *testing.T) {
 		src := newFakeSource()
 		d, _ := src.putImage(t, testImage{manifestType: MediaTypeOCIManifest, platform: hostAmd64(), layers: 1})

@@ -1,11 +1,16 @@
 package main
 
-import "runtime/debug"
+import (
+	"runtime/debug"
+
+	"github.com/imgfs/imgfs/index"
+)
 
 // mountHeapOverhead is the heap a mount server may use beyond its memory
-// cache: spans being decoded or read ahead, spans queued for the disk cache,
-// FUSE buffers, the tree and the indexes.
-const mountHeapOverhead = 64 << 20
+// cache: spans being fetched and decoded (index.DefaultDecodeBytes), and 32
+// MiB for spans queued for the disk cache, FUSE buffers, the tree and the
+// indexes.
+const mountHeapOverhead = index.DefaultDecodeBytes + 32<<20
 
 // applyMountMemoryLimit sets the Go runtime's soft memory limit to the
 // memory cache plus mountHeapOverhead, unless the user set GOMEMLIMIT. The

@@ -36,6 +36,7 @@ type diskTier struct {
 	mu       sync.Mutex
 	files    *byteLRU[diskFile] // by file name; its byte count is the tier's
 	queued   map[string]bool    // file names waiting for the writer
+	pending  int64              // bytes waiting for the writer
 	closed   bool
 	closeErr error // first write failure after close began
 

@@ -279,3 +279,24 @@ func TestWriteFailuresWarnOnce(t *testing.T) {
 		t.Fatalf("failures before Close, already logged, returned by it: %v", err)
 	}
 }
+
+// Spans waiting for the disk writer are bounded in bytes too: a slow disk
+// with large spans must not pin more memory than pendingBytes.
+func TestPendingWritesAreBoundedInBytes(t *testing.T) {
+	c, err := New(Options{Dir: t.TempDir(), MemoryBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.disk.mu.Lock()
+	c.disk.pending = pendingBytes // as if the writer were behind
+	c.disk.mu.Unlock()
+	c.Put("big", make([]byte, 1<<20))
+	c.disk.mu.Lock()
+	queued := c.disk.queued[fileName("big")]
+	c.disk.pending = 0
+	c.disk.mu.Unlock()
+	if queued {
+		t.Fatal("a span was queued for the disk past the pending bytes bound")
+	}
+}

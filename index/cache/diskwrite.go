@@ -6,10 +6,14 @@ import (
 	"path/filepath"
 )
 
-// pendingWrites bounds the spans waiting for the disk writer; when it is
-// full, a span is simply not written (the cache is best effort), so a slow
-// disk never holds up a read or pins more than this many spans.
-const pendingWrites = 16
+// pendingWrites and pendingBytes bound the spans waiting for the disk
+// writer; when either is reached, a span is simply not written (the cache
+// is best effort), so a slow disk never holds up a read nor pins more
+// memory than this (spans may be evicted from memory while they wait).
+const (
+	pendingWrites = 16
+	pendingBytes  = 32 << 20
+)
 
 func (d *diskTier) put(key string, data []byte) {
 	if d.readOnly || len(key) > maxKeyLen || spanFileSize(len(key), int64(len(data)), spanBlockSize) > d.max {
@@ -18,7 +22,7 @@ func (d *diskTier) put(key string, data []byte) {
 	name := fileName(key)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed || d.queued[name] {
+	if d.closed || d.queued[name] || d.pending+int64(len(data)) > pendingBytes && d.pending > 0 {
 		return
 	}
 	if f, ok := d.files.peek(name); ok && !f.damaged {
@@ -27,6 +31,7 @@ func (d *diskTier) put(key string, data []byte) {
 	select {
 	case d.queue <- diskWrite{key: key, name: name, data: data}:
 		d.queued[name] = true
+		d.pending += int64(len(data))
 	default: // the writer is behind: skip, the span stays in memory
 	}
 }
@@ -37,6 +42,7 @@ func (d *diskTier) writer() {
 		err := d.write(w)
 		d.mu.Lock()
 		delete(d.queued, w.name)
+		d.pending -= int64(len(w.data))
 		if err != nil && d.closed && d.closeErr == nil {
 			d.closeErr = err
 		}
