@@ -70,9 +70,10 @@ const (
 
 // Mounted is a live mount.
 type Mounted struct {
-	server  *fuse.Server
-	dir     string
-	stopped chan struct{} // closed when the serve loop ends
+	server   *fuse.Server
+	dir      string
+	stopped  chan struct{} // closed when the serve loop ends
+	requests *requestCounters
 
 	mu        sync.Mutex
 	unmounted bool
@@ -150,11 +151,19 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 		RootStableAttr:  &gofs.StableAttr{Ino: t.Root().Ino()},
 		Logger:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	server, err := gofs.Mount(dir, root, gopts)
+	// What gofs.Mount does, with requestFS between the server and the node
+	// bridge to count requests.
+	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters)}
+	rawFS := newRequestFS(gofs.NewNodeFS(root, gopts), mt.requests)
+	server, err := fuse.NewServer(rawFS, dir, &gopts.MountOptions)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	mt := &Mounted{server: server, dir: dir, stopped: make(chan struct{})}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	mt.server = server
 	if opts.KernelReadAheadKB >= 0 {
 		raiseKernelReadahead(dir, orDefaultInt(opts.KernelReadAheadKB, defaultKernelReadAheadKB), log)
 	}
@@ -195,6 +204,10 @@ func orDefault(d, def time.Duration) time.Duration {
 	}
 	return d
 }
+
+// Requests are the FUSE requests the kernel has sent this mount so far, by
+// kind. Counting costs an atomic add per request.
+func (m *Mounted) Requests() RequestStats { return m.requests.snapshot() }
 
 // Wait blocks until the file system is unmounted, by Unmount or from
 // outside (fusermount -u, umount).
