@@ -1,20 +1,34 @@
 package fs
 
 import (
+	iofs "io/fs"
 	"sync/atomic"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// requestFS sits between go-fuse's server and its node bridge and counts
-// every request the kernel sends, by kind (Mounted.Requests).
+// requestFS sits between go-fuse's server and its node bridge. It counts
+// every request the kernel sends, by kind (Mounted.Requests), and answers
+// some itself so that the kernel stops sending them:
+//
+//   - GETXATTR and LISTXATTR, when no path of the tree has an extended
+//     attribute: ENOSYS. The kernel (fs/fuse/xattr.c) then sets
+//     no_getxattr / no_listxattr for the whole mount and answers every later
+//     getxattr(2) and listxattr(2) itself with EOPNOTSUPP, as for a file
+//     system without xattr support; POSIX ACL lookups stop too
+//     (fs/fuse/acl.c returns no ACL once no_getxattr is set). Without this,
+//     overlayfs (Apptainer mounts one over every directory image) asks for
+//     trusted.overlay.* of every path it looks up, each question a round
+//     trip answered ENODATA. A tree with xattrs is served exactly, each
+//     question a request.
 type requestFS struct {
 	fuse.RawFileSystem
-	counts *requestCounters
+	counts   *requestCounters
+	noXattrs bool
 }
 
-func newRequestFS(inner fuse.RawFileSystem, counts *requestCounters) *requestFS {
-	return &requestFS{RawFileSystem: inner, counts: counts}
+func newRequestFS(inner fuse.RawFileSystem, counts *requestCounters, noXattrs bool) *requestFS {
+	return &requestFS{RawFileSystem: inner, counts: counts, noXattrs: noXattrs}
 }
 
 // requestKind indexes requestCounters.
@@ -89,13 +103,33 @@ func (c *requestCounters) snapshot() RequestStats {
 	return out
 }
 
+// treeHasXattrs reports whether any path of t carries an extended
+// attribute.
+func treeHasXattrs(t *Tree) bool {
+	found := false
+	_ = t.Walk(func(_ string, n *Node) error {
+		if len(n.Xattrs()) > 0 {
+			found = true
+			return iofs.SkipAll
+		}
+		return nil
+	})
+	return found
+}
+
 func (r *requestFS) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
 	r.counts.add(reqGetxattr)
+	if r.noXattrs {
+		return 0, fuse.ENOSYS
+	}
 	return r.RawFileSystem.GetXAttr(cancel, header, attr, dest)
 }
 
 func (r *requestFS) ListXAttr(cancel <-chan struct{}, header *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
 	r.counts.add(reqListxattr)
+	if r.noXattrs {
+		return 0, fuse.ENOSYS
+	}
 	return r.RawFileSystem.ListXAttr(cancel, header, dest)
 }
 

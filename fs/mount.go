@@ -74,6 +74,7 @@ type Mounted struct {
 	dir      string
 	stopped  chan struct{} // closed when the serve loop ends
 	requests *requestCounters
+	xattrs   bool
 
 	mu        sync.Mutex
 	unmounted bool
@@ -152,9 +153,10 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 		Logger:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	// What gofs.Mount does, with requestFS between the server and the node
-	// bridge to count requests.
-	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters)}
-	rawFS := newRequestFS(gofs.NewNodeFS(root, gopts), mt.requests)
+	// bridge: it counts requests, and answers xattr requests of a tree
+	// without xattrs so that the kernel stops sending them.
+	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters), xattrs: treeHasXattrs(t)}
+	rawFS := newRequestFS(gofs.NewNodeFS(root, gopts), mt.requests, !mt.xattrs)
 	server, err := fuse.NewServer(rawFS, dir, &gopts.MountOptions)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
@@ -208,6 +210,12 @@ func orDefault(d, def time.Duration) time.Duration {
 // Requests are the FUSE requests the kernel has sent this mount so far, by
 // kind. Counting costs an atomic add per request.
 func (m *Mounted) Requests() RequestStats { return m.requests.snapshot() }
+
+// HasXattrs reports whether some path of the tree carries an extended
+// attribute. When none does, the mount answers the kernel's first GETXATTR
+// and LISTXATTR with ENOSYS, after which the kernel answers getxattr(2) and
+// listxattr(2) on the mount itself, with EOPNOTSUPP.
+func (m *Mounted) HasXattrs() bool { return m.xattrs }
 
 // Wait blocks until the file system is unmounted, by Unmount or from
 // outside (fusermount -u, umount).

@@ -144,7 +144,7 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	stopServing()
 	if f.stats {
 		printStats(cmd.ErrOrStderr(), img.Stats())
-		printRequests(cmd.ErrOrStderr(), m.Requests())
+		printRequests(cmd.ErrOrStderr(), m.Requests(), m.HasXattrs())
 	}
 	return nil
 }
@@ -225,12 +225,17 @@ func printStats(w io.Writer, s image.Stats) {
 
 // printRequests reports, after the layer table, the FUSE requests the
 // kernel sent the mount, by kind, on one line ("fuse requests: lookup 12,
-// forget 0, ..., total N").
-func printRequests(w io.Writer, r fs.RequestStats) {
+// forget 0, ..., total N"), then how extended attributes were answered.
+func printRequests(w io.Writer, r fs.RequestStats, xattrs bool) {
 	parts := make([]string, 0, len(r)+1)
 	for _, c := range r {
 		parts = append(parts, fmt.Sprintf("%s %d", c.Kind, c.N))
 	}
 	parts = append(parts, fmt.Sprintf("total %d", r.Total()))
 	fmt.Fprintf(w, "fuse requests: %s\n", strings.Join(parts, ", "))
+	if xattrs {
+		fmt.Fprintln(w, "xattrs: the image has some: each getxattr and listxattr is a request, answered from the image")
+	} else {
+		fmt.Fprintln(w, "xattrs: the image has none: the first getxattr and listxattr were answered ENOSYS; the kernel answers the others itself (EOPNOTSUPP)")
+	}
 }
