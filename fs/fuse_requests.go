@@ -21,10 +21,19 @@ import (
 //     trusted.overlay.* of every path it looks up, each question a round
 //     trip answered ENODATA. A tree with xattrs is served exactly, each
 //     question a request.
+//   - OPENDIR, when the kernel offers NO_OPENDIR_SUPPORT (Linux 5.1 and
+//     later): ENOSYS. The kernel then sets no_opendir, stops sending
+//     OPENDIR and RELEASEDIR (two round trips per directory per listing,
+//     even when the listing is cached), and opens directories itself with
+//     FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR: a listing read once is served from
+//     its cache for as long as the inode stays. READDIR(PLUS) requests then
+//     come without a handle; they are answered through a handle opened and
+//     released here, in the process.
 type requestFS struct {
 	fuse.RawFileSystem
 	counts   *requestCounters
 	noXattrs bool
+	server   atomic.Pointer[fuse.Server]
 }
 
 func newRequestFS(inner fuse.RawFileSystem, counts *requestCounters, noXattrs bool) *requestFS {
@@ -117,6 +126,17 @@ func treeHasXattrs(t *Tree) bool {
 	return found
 }
 
+func (r *requestFS) Init(s *fuse.Server) {
+	r.server.Store(s)
+	r.RawFileSystem.Init(s)
+}
+
+// kernelOffers reports whether the kernel's INIT offered a capability.
+func (r *requestFS) kernelOffers(flag uint64) bool {
+	s := r.server.Load()
+	return s != nil && s.KernelSettings().Flags64()&flag != 0
+}
+
 func (r *requestFS) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
 	r.counts.add(reqGetxattr)
 	if r.noXattrs {
@@ -135,17 +155,45 @@ func (r *requestFS) ListXAttr(cancel <-chan struct{}, header *fuse.InHeader, des
 
 func (r *requestFS) OpenDir(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	r.counts.add(reqOpendir)
+	if r.kernelOffers(fuse.CAP_NO_OPENDIR_SUPPORT) {
+		return fuse.ENOSYS
+	}
 	return r.RawFileSystem.OpenDir(cancel, input, out)
 }
 
 func (r *requestFS) ReadDir(cancel <-chan struct{}, input *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	r.counts.add(reqReaddir)
-	return r.RawFileSystem.ReadDir(cancel, input, out)
+	return r.withDirHandle(cancel, input, func(in *fuse.ReadIn) fuse.Status {
+		return r.RawFileSystem.ReadDir(cancel, in, out)
+	})
 }
 
 func (r *requestFS) ReadDirPlus(cancel <-chan struct{}, input *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	r.counts.add(reqReaddirplus)
-	return r.RawFileSystem.ReadDirPlus(cancel, input, out)
+	return r.withDirHandle(cancel, input, func(in *fuse.ReadIn) fuse.Status {
+		return r.RawFileSystem.ReadDirPlus(cancel, in, out)
+	})
+}
+
+// withDirHandle runs read with input as is when it carries a directory
+// handle, else (the kernel sends none once OPENDIR answered ENOSYS) with a
+// handle opened for this one request and released after it. Listings are
+// positional (dirHandle seeks to any offset), so a handle per request reads
+// what one open handle would.
+func (r *requestFS) withDirHandle(cancel <-chan struct{}, input *fuse.ReadIn, read func(*fuse.ReadIn) fuse.Status) fuse.Status {
+	if input.Fh != 0 {
+		return read(input)
+	}
+	open := fuse.OpenIn{InHeader: input.InHeader, Flags: input.Flags}
+	var opened fuse.OpenOut
+	if st := r.RawFileSystem.OpenDir(cancel, &open, &opened); !st.Ok() {
+		return st
+	}
+	in := *input
+	in.Fh = opened.Fh
+	st := read(&in)
+	r.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: input.InHeader, Fh: opened.Fh, Flags: input.Flags})
+	return st
 }
 
 func (r *requestFS) ReleaseDir(input *fuse.ReleaseIn) {

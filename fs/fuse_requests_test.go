@@ -7,6 +7,7 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -214,5 +215,63 @@ func TestFUSEUnderOverlay(t *testing.T) {
 				t.Errorf("security.capability through the overlay, tree without xattrs: %v", err)
 			}
 		})
+	}
+}
+
+// TestFUSENoOpendir: OPENDIR is answered ENOSYS (the kernel offers
+// NO_OPENDIR_SUPPORT), so the kernel sends no OPENDIR or RELEASEDIR after
+// the first, lists a directory in READDIRPLUS requests without a handle,
+// and serves the next listings from its cache. A directory too big for one
+// request lists whole, in order, at every offset.
+func TestFUSENoOpendir(t *testing.T) {
+	var l layerBuilder
+	const n = 3000
+	var want []string
+	for i := range n {
+		name := fmt.Sprintf("big/entry-with-a-longish-name-%05d", i)
+		l.add(reg(name, 0), []byte("x"))
+		want = append(want, name[len("big/"):])
+	}
+	l.add(dir("small"), nil)
+	l.add(reg("small/a", 0), []byte("a"))
+	tree := mustMerge(t, l.entries)
+	mnt, m := mountForTest(t, context.Background(), tree, []ContentReader{memReader{l.data}}, MountOptions{Logger: quietLogger()})
+	list := func(rel string) []string {
+		t.Helper()
+		f, err := os.Open(filepath.Join(mnt, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		names, err := f.Readdirnames(-1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	if got := list("small"); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("small: %q", got)
+	}
+	first := requestDelta(t, m, func() {
+		if got := list("big"); !slices.Equal(got, want) {
+			t.Fatalf("big: %d names, want %d (first %q)", len(got), len(want), got[:min(3, len(got))])
+		}
+	})
+	if first["opendir"] != 0 || first["releasedir"] != 0 || first["readdirplus"] < 2 {
+		t.Errorf("first listing of a big directory: %v; want no opendir or releasedir and several readdirplus", first)
+	}
+	again := requestDelta(t, m, func() {
+		if got := list("big"); !slices.Equal(got, want) {
+			t.Fatalf("big, again: %d names", len(got))
+		}
+		if got := list("small"); len(got) != 1 {
+			t.Fatalf("small, again: %q", got)
+		}
+	})
+	if len(again) != 0 {
+		t.Errorf("listing again sent requests %v; want none (the kernel's cache)", again)
+	}
+	if r := m.Requests(); r.Count("opendir") > 1 || r.Count("releasedir") != 0 {
+		t.Errorf("%d OPENDIR and %d RELEASEDIR requests in all, want at most 1 and 0", r.Count("opendir"), r.Count("releasedir"))
 	}
 }
