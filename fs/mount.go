@@ -153,8 +153,8 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 		Logger:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	// What gofs.Mount does, with requestFS between the server and the node
-	// bridge: it counts requests, and answers xattr requests of a tree
-	// without xattrs so that the kernel stops sending them.
+	// bridge: it counts requests, and answers the xattr requests of a tree
+	// without xattrs, and OPENDIR, so that the kernel stops sending them.
 	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters), xattrs: treeHasXattrs(t)}
 	rawFS := newRequestFS(gofs.NewNodeFS(root, gopts), mt.requests, !mt.xattrs)
 	server, err := fuse.NewServer(rawFS, dir, &gopts.MountOptions)
