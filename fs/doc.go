@@ -14,5 +14,8 @@
 // the image is immutable; hard links share one inode number; inode numbers
 // are assigned in sorted tree order, so they are the same on every mount of
 // the same image; a failed read answers EIO, logs one line and leaves the
-// mount up.
+// mount up. A tree without extended attributes answers the first GETXATTR
+// and LISTXATTR with ENOSYS, and OPENDIR is answered ENOSYS where the
+// kernel offers NO_OPENDIR_SUPPORT, so that the kernel stops sending them
+// (see requestFS, which also counts every request: Mounted.Requests).
 package fs

@@ -84,9 +84,11 @@ const (
 
 // Mounted is a live mount.
 type Mounted struct {
-	server  *fuse.Server
-	dir     string
-	stopped chan struct{} // closed when the serve loop ends
+	server   *fuse.Server
+	dir      string
+	stopped  chan struct{} // closed when the serve loop ends
+	requests *requestCounters
+	xattrs   bool
 
 	mu        sync.Mutex
 	unmounted bool
@@ -172,11 +174,20 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 		RootStableAttr:  &gofs.StableAttr{Ino: t.Root().Ino()},
 		Logger:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	server, err := gofs.Mount(dir, root, gopts)
+	// What gofs.Mount does, with requestFS between the server and the node
+	// bridge: it counts requests, and answers the xattr requests of a tree
+	// without xattrs, and OPENDIR, so that the kernel stops sending them.
+	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters), xattrs: treeHasXattrs(t)}
+	rawFS := newRequestFS(gofs.NewNodeFS(root, gopts), mt.requests, !mt.xattrs)
+	server, err := fuse.NewServer(rawFS, dir, &gopts.MountOptions)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	mt := &Mounted{server: server, dir: dir, stopped: make(chan struct{})}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	mt.server = server
 	if opts.KernelReadAheadKB >= 0 {
 		raiseKernelReadahead(dir, orDefaultInt(opts.KernelReadAheadKB, defaultKernelReadAheadKB), log)
 	}
@@ -217,6 +228,16 @@ func orDefault(d, def time.Duration) time.Duration {
 	}
 	return d
 }
+
+// Requests are the FUSE requests the kernel has sent this mount so far, by
+// kind. Counting costs an atomic add per request.
+func (m *Mounted) Requests() RequestStats { return m.requests.snapshot() }
+
+// HasXattrs reports whether some path of the tree carries an extended
+// attribute. When none does, the mount answers the kernel's first GETXATTR
+// and LISTXATTR with ENOSYS, after which the kernel answers getxattr(2) and
+// listxattr(2) on the mount itself, with EOPNOTSUPP.
+func (m *Mounted) HasXattrs() bool { return m.xattrs }
 
 // Wait blocks until the file system is unmounted, by Unmount or from
 // outside (fusermount -u, umount).

@@ -33,6 +33,8 @@ func debianPackageOf(tool string) string {
 		return "apache2-utils"
 	case "busybox":
 		return "busybox-static"
+	case "getcap":
+		return "libcap2-bin"
 	default:
 		return tool
 	}

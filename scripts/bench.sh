@@ -18,7 +18,9 @@
 # BENCH_SCALE scales the python-like image (default 0.8: ~24k files and
 # ~340 MiB; 1: ~30k files, ~420 MiB), BENCH_BIG_MIB the P4/P5 files (default
 # 200), BENCH_REPEATS the repeats of each imgfs timing (default 3, median
-# reported), BENCH_REPORT the report path (default bin/bench-report.md).
+# reported), BENCH_REPORT the report path (default bin/bench-report.md),
+# BENCH_ONLY a comma-separated list of measurements to run (default all;
+# e.g. BENCH_ONLY=overlay for P6o alone; see `bench -h` for the names).
 # 6-8 minutes on 2 idle cores; umoci unpack and file creation dominate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,7 +76,7 @@ echo "== docker-registry on 127.0.0.1:$port; scratch $work"
 mkdir -p "$(dirname "$REPORT")"
 # A hung mount must not hang `make bench` forever: stop after 30 minutes.
 timeout --foreground --kill-after=30s 30m "$work/bench" -registry "127.0.0.1:$port" -imgfs "$work/imgfs" -work "$work" -report "$REPORT" \
-	-scale "${BENCH_SCALE:-0.8}" -big-mib "${BENCH_BIG_MIB:-200}" -repeats "${BENCH_REPEATS:-3}"
+	-scale "${BENCH_SCALE:-0.8}" -big-mib "${BENCH_BIG_MIB:-200}" -repeats "${BENCH_REPEATS:-3}" ${BENCH_ONLY:+-only "$BENCH_ONLY"}
 echo
 cat "$REPORT"
 echo

@@ -6,7 +6,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-PACKAGES=(fuse3 docker-registry umoci skopeo busybox-static apache2-utils ca-certificates git make)
+PACKAGES=(fuse3 docker-registry umoci skopeo busybox-static apache2-utils libcap2-bin ca-certificates git make)
 
 missing_packages() {
 	local p

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -158,6 +159,7 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	stopServing()
 	if f.stats {
 		printStats(cmd.ErrOrStderr(), img.Stats())
+		printRequests(cmd.ErrOrStderr(), m.Requests(), m.HasXattrs())
 	}
 	return nil
 }
@@ -242,4 +244,21 @@ func printStats(w io.Writer, s image.Stats) {
 	c := s.Cache
 	fmt.Fprintf(w, "span cache: %d memory hits, %d disk hits, %d misses; %s in memory, %s on disk\n",
 		c.MemoryHits, c.DiskHits, c.Misses, humanSize(c.MemoryBytes), humanSize(c.DiskBytes))
+}
+
+// printRequests reports, after the layer table, the FUSE requests the
+// kernel sent the mount, by kind, on one line ("fuse requests: lookup 12,
+// forget 0, ..., total N"), then how extended attributes were answered.
+func printRequests(w io.Writer, r fs.RequestStats, xattrs bool) {
+	parts := make([]string, 0, len(r)+1)
+	for _, c := range r {
+		parts = append(parts, fmt.Sprintf("%s %d", c.Kind, c.N))
+	}
+	parts = append(parts, fmt.Sprintf("total %d", r.Total()))
+	fmt.Fprintf(w, "fuse requests: %s\n", strings.Join(parts, ", "))
+	if xattrs {
+		fmt.Fprintln(w, "xattrs: the image has some: each getxattr and listxattr is a request, answered from the image")
+	} else {
+		fmt.Fprintln(w, "xattrs: the image has none: the first getxattr and listxattr were answered ENOSYS; the kernel answers the others itself (EOPNOTSUPP)")
+	}
 }

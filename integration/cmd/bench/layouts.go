@@ -115,3 +115,47 @@ func bigFileLayers(size int) (raw, gz []byte, layers [][]integration.Entry) {
 	gzLayer.file("data/big-gz.bin", 0o644, gz)
 	return raw, gz, [][]integration.Entry{rawLayer.sorted(), gzLayer.sorted()}
 }
+
+// Shape of the overlay measurement's tree (P6o): as many files and
+// directories as the /small tree the Apptainer issue was measured on.
+const (
+	metaTopDirs  = 56  // small/aNN
+	metaLeafDirs = 100 // small/aNN/bNN in each
+	metaFiles    = 50_000
+)
+
+// metaTreeLayers is a runnable image (static busybox with find, sh, ls)
+// whose second layer holds /small: 50,000 small files in 5,600 leaf
+// directories. With withXattr the base layer also carries a file with a
+// security.capability xattr (bin/ping, cap_net_raw+ep, as Debian ships it),
+// so the image cannot say it has no xattrs; the /small layer is the same
+// blob either way.
+func metaTreeLayers(withXattr bool) ([][]integration.Entry, error) {
+	busybox, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		return nil, fmt.Errorf("overlay image needs %s (busybox-static): %w", busyboxPath, err)
+	}
+	base := newLayerTree()
+	base.file("bin/busybox", 0o755, busybox)
+	for _, applet := range []string{"sh", "find", "ls", "cat", "stat", "true", "env"} {
+		base.add(integration.Symlink("bin/"+applet, "busybox"))
+	}
+	base.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n"))
+	base.file("etc/group", 0o644, []byte("root:x:0:\n"))
+	if withXattr {
+		base.add(integration.Entry{Path: "bin/ping", Type: integration.TypeFile, Mode: 0o755, Content: busybox,
+			Xattrs: map[string]string{"security.capability": capNetRaw}})
+	}
+	g := newContentGen(12)
+	small := newLayerTree()
+	for i := range metaFiles {
+		leaf := i % (metaTopDirs * metaLeafDirs)
+		dir := fmt.Sprintf("small/a%02d/b%02d", leaf/metaLeafDirs, leaf%metaLeafDirs)
+		small.file(fmt.Sprintf("%s/%s_%d.txt", dir, g.word(), i), 0o644, g.text(g.rng.IntN(1024)))
+	}
+	return [][]integration.Entry{base.sorted(), small.sorted()}, nil
+}
+
+// capNetRaw is the security.capability value of `setcap cap_net_raw+ep`
+// (VFS_CAP_REVISION_2, effective; permitted CAP_NET_RAW, bit 13).
+var capNetRaw = string([]byte{1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})

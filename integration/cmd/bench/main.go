@@ -20,12 +20,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +43,9 @@ type bench struct {
 	bigSize  int // bytes of each P4/P5 file
 	repeats  int
 	command  string
+
+	apptainer     string // -apptainer: also time the real client (P6o)
+	apptainerUser string
 
 	images     map[string]*benchImage
 	imageOrder []string
@@ -67,6 +72,9 @@ func main() {
 	bigMiB := flag.Int("big-mib", 200, "size of each P4/P5 file in MiB")
 	flag.IntVar(&b.repeats, "repeats", 3, "repeats of each imgfs timing (the median is reported)")
 	report := flag.String("report", "bench-report.md", "markdown report to write")
+	only := flag.String("only", "", "comma-separated measurements to run, of "+strings.Join(phaseKeys(), ", ")+" (default: all)")
+	flag.StringVar(&b.apptainer, "apptainer", "", "apptainer binary: P6o also times `apptainer exec DIR find /small` on the mount and on a sandbox (by hand only)")
+	flag.StringVar(&b.apptainerUser, "apptainer-user", "", "with -apptainer: run it as this user (runuser), not as root")
 	flag.Parse()
 	if b.registry == "" || b.work == "" {
 		fmt.Fprintln(os.Stderr, "bench: -registry and -work are required (scripts/bench.sh sets them)")
@@ -74,8 +82,15 @@ func main() {
 	}
 	b.bigSize = *bigMiB << 20
 	b.command = fmt.Sprintf("integration/cmd/bench -scale %s -big-mib %d -repeats %d", trimFloat(b.scale), *bigMiB, b.repeats)
+	selected, err := selectPhases(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if *only != "" {
+		b.command += " -only " + *only
+	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	var err error
 	if b.imgfsBin, err = filepath.Abs(b.imgfsBin); err != nil {
 		fatal(err)
 	}
@@ -89,29 +104,23 @@ func main() {
 		fatal(fmt.Errorf("run as root: the exec measurements chroot into the mount and unpacked bundles"))
 	}
 
-	if err := b.setup(ctx); err != nil {
+	needs := map[string]bool{}
+	for _, p := range selected {
+		for _, im := range p.images {
+			needs[im] = true
+		}
+	}
+	if err := b.setup(ctx, needs); err != nil {
 		fatal(err)
 	}
 	b.phases = append(b.phases, fmt.Sprintf("setup (generate, encode, push): %s (load average after: %s)", secs(time.Since(started)), loadAverage()))
-	phases := []struct {
-		name string
-		run  func(context.Context)
-	}{
-		{"P1/P2 mount + first exec", b.measureStartup},
-		{"P3 bytes fetched", b.measureFetched},
-		{"P4/P5 read throughput", b.measureThroughput},
-		{"P6 find + stat", b.measureWalk},
-		{"P7 index build", b.measureIndexBuild},
-		{"P8 mount ready, 100k files", b.measureMountReady},
-		{"index sizes", b.measureIndexSizes},
-	}
-	for _, p := range phases {
+	for _, p := range selected {
 		if ctx.Err() != nil {
 			break
 		}
 		slog.Info("phase", "name", p.name)
 		t := time.Now()
-		p.run(ctx)
+		p.run(b, ctx)
 		slog.Info("phase done", "name", p.name, "took", time.Since(t).Round(time.Millisecond))
 		b.phases = append(b.phases, fmt.Sprintf("%s: %s (load average after: %s)", p.name, secs(time.Since(t)), loadAverage()))
 	}
@@ -124,22 +133,133 @@ func main() {
 	}
 }
 
+// phase is one measurement: its -only key, and the image groups setup
+// must push for it.
+type phase struct {
+	key, name string
+	images    []string
+	run       func(*bench, context.Context)
+}
+
+var phases = []phase{
+	{"startup", "P1/P2 mount + first exec", []string{"py"}, (*bench).measureStartup},
+	{"fetched", "P3 bytes fetched", []string{"py"}, (*bench).measureFetched},
+	{"throughput", "P4/P5 read throughput", []string{"big"}, (*bench).measureThroughput},
+	{"walk", "P6 find + stat", []string{"tree50k"}, (*bench).measureWalk},
+	{"overlay", "P6o find + stat under overlayfs", []string{"meta50k"}, (*bench).measureOverlay},
+	{"index", "P7 index build", []string{"py"}, (*bench).measureIndexBuild},
+	{"mount", "P8 mount ready, 100k files", []string{"tree100k"}, (*bench).measureMountReady},
+	{"sizes", "index sizes", nil, (*bench).measureIndexSizes},
+}
+
+func phaseKeys() []string {
+	keys := make([]string, len(phases))
+	for i, p := range phases {
+		keys[i] = p.key
+	}
+	return keys
+}
+
+// selectPhases returns the phases -only names (all when empty), in their
+// run order.
+func selectPhases(only string) ([]phase, error) {
+	if only == "" {
+		return phases, nil
+	}
+	want := map[string]bool{}
+	for _, k := range strings.Split(only, ",") {
+		want[strings.TrimSpace(k)] = true
+	}
+	var out []phase
+	for _, p := range phases {
+		if want[p.key] {
+			out = append(out, p)
+			delete(want, p.key)
+		}
+	}
+	if len(want) > 0 {
+		return nil, fmt.Errorf("-only: unknown measurement(s) %v; known: %s", slices.Sorted(maps.Keys(want)), strings.Join(phaseKeys(), ", "))
+	}
+	return out, nil
+}
+
 func fatal(err error) {
 	slog.Error("bench failed", "err", err)
 	os.Exit(1)
 }
 
-// setup generates and pushes every image. Images are built one at a time
-// and their blobs dropped once pushed, to keep memory near 2 GiB at scale 1.
-func (b *bench) setup(ctx context.Context) error {
+// setup generates and pushes the image groups the selected measurements
+// need: "py" (py-gzip, py-biglayer, py-estargz), "tree50k", "tree100k",
+// "big", "meta50k" (with meta50k-xattr). Images are built one at a time and
+// their blobs dropped once pushed, to keep memory near 2 GiB at scale 1.
+func (b *bench) setup(ctx context.Context, needs map[string]bool) error {
 	start := time.Now()
+	add := func(ims ...*benchImage) {
+		for _, im := range ims {
+			b.images[im.name] = im
+			b.imageOrder = append(b.imageOrder, im.name)
+		}
+	}
+	if needs["py"] {
+		ims, err := b.setupPython(ctx)
+		if err != nil {
+			return err
+		}
+		add(ims...)
+	}
+	for _, t := range []struct {
+		name, tag    string
+		seed         uint64
+		files, count int
+	}{{"tree50k", "50k", 50, 50_000, 1}, {"tree100k", "100k", 100, 100_000, 2}} {
+		if !needs[t.name] {
+			continue
+		}
+		im, _, err := b.buildAndPush(ctx, imageRequest{name: t.name, repo: "bench/tree", tag: t.tag, layers: flatTreeLayers(t.seed, t.files, t.count), compressions: gzipAll})
+		if err != nil {
+			return err
+		}
+		add(im)
+	}
+	if needs["big"] {
+		im, err := b.setupBigFiles(ctx)
+		if err != nil {
+			return err
+		}
+		add(im)
+	}
+	if needs["meta50k"] {
+		for _, x := range []bool{false, true} {
+			layers, err := metaTreeLayers(x)
+			if err != nil {
+				return err
+			}
+			name, tag := "meta50k", "plain"
+			if x {
+				name, tag = "meta50k-xattr", "xattr"
+			}
+			im, _, err := b.buildAndPush(ctx, imageRequest{name: name, repo: "bench/meta", tag: tag, layers: layers, compressions: gzipAll})
+			if err != nil {
+				return err
+			}
+			add(im)
+		}
+	}
+	debug.FreeOSMemory()
+	b.detail("### Setup\n\nImages generated (deterministic content) and pushed in %s.\n", secs(time.Since(start)))
+	return nil
+}
+
+// setupPython pushes the python-like image as gzip and eStargz, and its
+// largest gzip layer alone (P7).
+func (b *bench) setupPython(ctx context.Context) ([]*benchImage, error) {
 	py, err := pythonLikeLayers(b.scale)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pyGz, builtGz, err := b.buildAndPush(ctx, imageRequest{name: "py-gzip", repo: "bench/py", tag: "gzip", layers: py, compressions: gzipAll})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// P7 indexes the largest layer of the gzip image alone: same blob, own image.
 	big := 0
@@ -151,35 +271,16 @@ func (b *bench) setup(ctx context.Context) error {
 	b.p7Blob, b.p7Layer = builtGz[big].Blob, pyGz.layers[big]
 	p7, _, err := b.pushBuilt(ctx, "py-biglayer", "bench/py", "biglayer", py[big:big+1], builtGz[big:big+1])
 	if err != nil {
-		return err
+		return nil, err
 	}
 	builtGz = nil
 	pyEs, _, err := b.buildAndPush(ctx, imageRequest{name: "py-estargz", repo: "bench/py", tag: "estargz", layers: py, compressions: []integration.Compression{integration.Estargz}})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	py = nil
 	debug.FreeOSMemory()
-
-	tree50, _, err := b.buildAndPush(ctx, imageRequest{name: "tree50k", repo: "bench/tree", tag: "50k", layers: flatTreeLayers(50, 50_000, 1), compressions: gzipAll})
-	if err != nil {
-		return err
-	}
-	tree100, _, err := b.buildAndPush(ctx, imageRequest{name: "tree100k", repo: "bench/tree", tag: "100k", layers: flatTreeLayers(100, 100_000, 2), compressions: gzipAll})
-	if err != nil {
-		return err
-	}
-	bigImg, err := b.setupBigFiles(ctx)
-	if err != nil {
-		return err
-	}
-	for _, im := range []*benchImage{pyGz, pyEs, p7, tree50, tree100, bigImg} {
-		b.images[im.name] = im
-		b.imageOrder = append(b.imageOrder, im.name)
-	}
-	debug.FreeOSMemory()
-	b.detail("### Setup\n\nImages generated (deterministic content) and pushed in %s.\n", secs(time.Since(start)))
-	return nil
+	return []*benchImage{pyGz, pyEs, p7}, nil
 }
 
 // machineFacts describes where the figures come from.
