@@ -122,6 +122,7 @@ func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Op
 		Blob:     blob,
 		Progress: progress.Update,
 		Attempts: index.NetworkAttempts,
+		Keep:     img.keepSpans,
 		Logger:   img.log,
 	})
 	progress.Done(err)
@@ -130,6 +131,15 @@ func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Op
 	}
 	r := ix.NewReader(blob, img.cache, index.ReaderOptions{Decode: img.decode, Logger: img.log})
 	return &Layer{Layer: desc, Blob: blob, Index: ix, Reader: r}, nil
+}
+
+// keepSpans gives index builds a batch of the span cache's disk tier, so
+// that what a build decodes is not fetched again (none without a disk tier).
+func (img *Image) keepSpans() index.SpanBatch {
+	if b := img.cache.NewBatch(); b != nil {
+		return b
+	}
+	return nil
 }
 
 // Scope is who serves an image's blobs, "registry/repository": indexes and

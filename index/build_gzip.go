@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 
 	"github.com/klauspost/compress/flate"
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/imgfs/imgfs/manifest"
 )
 
 // gzipReadBuffer is the size of the reads the gzip builder makes from the
@@ -39,6 +42,10 @@ func buildGzip(ctx context.Context, b *builder) (*Index, error) {
 	in.br = bufio.NewReaderSize(in, gzipReadBuffer)
 	ix := b.newIndex()
 	gz := &gzipStream{in: in, ix: ix, spanSize: b.spanSize, windows: newWindowPacker()}
+	if b.keep != nil {
+		// The index is verified if the build succeeds: name the spans so.
+		gz.kept = &keptOutput{batch: b.keep, prefix: keyPrefix(ix.Layer, manifest.FormatGzip, "", true, ""), log: b.log}
+	}
 
 	walker := &tarWalker{log: b.log, pos: func() int64 { return gz.out }, hideTOCArtefacts: true}
 	if err := walker.collect(ctx, gz, ix); err != nil {
@@ -83,7 +90,8 @@ type gzipStream struct {
 	err          error // sticky
 	cpErr        error // a checkpoint that could not be placed, reported by Read
 
-	span Span // the span being built; its ULen and Digest are set when it ends
+	span Span        // the span being built; its ULen and Digest are set when it ends
+	kept *keptOutput // nil: the decoded spans are not kept
 }
 
 func (g *gzipStream) Read(p []byte) (int, error) {
@@ -106,6 +114,9 @@ func (g *gzipStream) Read(p []byte) (int, error) {
 		if g.cpErr != nil {
 			g.err = g.cpErr
 			return 0, g.err
+		}
+		if g.kept != nil {
+			g.kept.write(p[:n], g.out, g.ix.Spans)
 		}
 		g.memberCRC = crc32.Update(g.memberCRC, crc32.IEEETable, p[:n])
 		g.memberOut += int64(n)
@@ -250,6 +261,9 @@ func (g *gzipStream) finish() error {
 		return err
 	}
 	g.ix.Spans = append(g.ix.Spans, splitSpan(g.span, g.spanSize)...)
+	if g.kept != nil {
+		g.kept.write(nil, g.out, g.ix.Spans)
+	}
 	return nil
 }
 
@@ -270,4 +284,56 @@ func splitSpan(s Span, size int64) []Span {
 		out = append(out, p)
 	}
 	return out
+}
+
+// keptOutput collects a gzip build's output span by span and hands every
+// complete span to the batch (see Options.Keep).
+type keptOutput struct {
+	batch  SpanBatch
+	prefix string
+	log    *slog.Logger
+	buf    []byte // output from stream offset start on
+	start  int64  // -1: not collecting until the next span starts
+	next   int    // index of the next span to hand over
+	failed bool
+}
+
+// write takes output p, which starts at stream offset at, and hands over
+// the spans (of spans, the index so far) it completes. A span too large to
+// hold (a giant deflate block) is skipped, and collecting starts again at
+// the next span: reads fetch what was skipped.
+func (k *keptOutput) write(p []byte, at int64, spans []Span) {
+	if k.failed {
+		return
+	}
+	end := at + int64(len(p))
+	if k.start >= 0 && k.start <= end {
+		k.buf = append(k.buf, p[max(0, k.start-at):]...)
+	}
+	for k.next < len(spans) && spans[k.next].end() <= end {
+		s := &spans[k.next]
+		k.next++
+		if k.start < 0 || s.UOff < k.start {
+			continue
+		}
+		if err := k.batch.Add(spanKey(k.prefix, s), k.buf[s.UOff-k.start:s.end()-k.start]); err != nil {
+			k.log.Warn("could not keep the spans the build decodes; reads will fetch them", "err", err)
+			k.failed, k.buf = true, nil
+			return
+		}
+		n := copy(k.buf, k.buf[s.end()-k.start:])
+		k.buf, k.start = k.buf[:n], s.end()
+	}
+	if k.start < 0 && k.next == len(spans) {
+		var cur int64 // where the span being built starts
+		if len(spans) > 0 {
+			cur = spans[len(spans)-1].end()
+		}
+		if cur >= at && cur <= end {
+			k.start, k.buf = cur, append(k.buf[:0], p[cur-at:]...)
+		}
+	}
+	if int64(len(k.buf)) > maxSpanBytes+gzipReadBuffer {
+		k.start, k.buf = -1, k.buf[:0] // a giant block: wait for the next span
+	}
 }

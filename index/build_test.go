@@ -314,3 +314,66 @@ func TestBuildStartsAgainAfterBadBytes(t *testing.T) {
 		}
 	}
 }
+
+// recordBatch is a SpanBatch in memory that remembers what was committed.
+type recordBatch struct {
+	spans     map[string][]byte
+	committed bool
+	aborted   bool
+}
+
+func (b *recordBatch) Add(key string, data []byte) error {
+	b.spans[key] = bytes.Clone(data)
+	return nil
+}
+func (b *recordBatch) Commit() error { b.committed = true; return nil }
+func (b *recordBatch) Abort()        { b.aborted = true }
+
+// A gzip build keeps every span it decodes, under the keys reads use, and
+// commits them once the digest matched; reads then find them all and fetch
+// nothing. A build that fails (wrong digest) aborts its batch.
+func TestGzipBuildKeepsItsSpans(t *testing.T) {
+	rng := rand.New(rand.NewSource(41))
+	tarData, _ := randomLayer(rng, 40, 300<<10)
+	data := gzipBytes(tarData, 6)
+	var batches []*recordBatch
+	opts := buildOpts(data, manifest.FormatGzip, 64<<10)
+	opts.Keep = func() SpanBatch {
+		b := &recordBatch{spans: map[string][]byte{}}
+		batches = append(batches, b)
+		return b
+	}
+	ix, err := Build(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := batches[0]
+	if !b.committed || len(b.spans) != len(ix.Spans) {
+		t.Fatalf("committed %v, %d spans kept of %d", b.committed, len(b.spans), len(ix.Spans))
+	}
+	c := newCache(defaultTestCache)
+	for k, v := range b.spans {
+		c.Put(k, v)
+	}
+	blob := opts.Blob.(*memBlob)
+	blob.resetCounts()
+	r := ix.NewReader(blob, c, ReaderOptions{})
+	defer r.Close()
+	want := extract(t, tarData)
+	for _, e := range regularEntries(ix) {
+		checkRead(t, r, e, want[e.Name], make([]byte, e.Size), 0)
+	}
+	if blob.reads.Load() != 0 {
+		t.Fatalf("reads fetched %d times though the build kept every span", blob.reads.Load())
+	}
+
+	bad := buildOpts(data, manifest.FormatGzip, 64<<10)
+	bad.Layer.Digest = sha([]byte("another"))
+	bad.Keep = opts.Keep
+	if _, err := Build(context.Background(), bad); err == nil {
+		t.Fatal("built with a wrong digest")
+	}
+	if last := batches[len(batches)-1]; last.committed || !last.aborted {
+		t.Fatal("a failed build's spans were committed")
+	}
+}
