@@ -90,8 +90,9 @@ type gzipStream struct {
 	err          error // sticky
 	cpErr        error // a checkpoint that could not be placed, reported by Read
 
-	span Span        // the span being built; its ULen and Digest are set when it ends
-	kept *keptOutput // nil: the decoded spans are not kept
+	span        Span        // the span being built; its ULen and Digest are set when it ends
+	spanEntries int         // len(ix.Entries) when it started: the tar walker lags the inflater by its read-ahead, which only blurs where density is seen
+	kept        *keptOutput // nil: the decoded spans are not kept
 }
 
 func (g *gzipStream) Read(p []byte) (int, error) {
@@ -154,6 +155,14 @@ func (g *gzipStream) startMember() error {
 			return err
 		}
 		g.span = Span{UOff: 0, COff: g.deflateStart, Kind: SpanDeflate, Check: CheckCompressed, Window: -1}
+	case g.span.UOff == g.out && g.span.Window >= 0:
+		// The previous member's last block ended a span where the member
+		// ended: start that span here instead, without the window.
+		if err := g.in.startSpan(g.deflateStart); err != nil {
+			return err
+		}
+		g.windows.dropLast(g.span.Window)
+		g.span = Span{UOff: g.out, COff: g.deflateStart, Kind: SpanDeflate, Check: CheckCompressed, Window: -1}
 	case g.out-g.span.UOff >= max(1, g.spanSize/4):
 		// A member start is a free checkpoint: no bit offset, no history.
 		if err := g.cut(g.deflateStart*8, g.out, nil); err != nil {
@@ -194,11 +203,39 @@ func (g *gzipStream) onBlockEnd(cp flate.InflateCheckpoint) {
 	}
 	memberBase := g.out - g.memberOut // output of earlier members
 	u := memberBase + cp.UncompressedOffset
-	if u-g.span.UOff < g.spanSize {
+	if !g.spanFull(u - g.span.UOff) {
 		return
 	}
 	g.cpErr = g.cut(g.deflateStart*8+bit, u, cp.Window)
 }
+
+// spanFull says whether the span being built, now length bytes long, should
+// end at this block end. Spans are SpanSize long where files are large (a
+// big file is read sequentially: large spans cost nothing), and shorter
+// where many small files sit, since reading one of them decodes its whole
+// span: an eighth of SpanSize where the span holds at least 16 entries
+// (32 KiB each on average at the default), a quarter where it holds 4. A
+// checkpoint costs its window, 32 KiB compressed as well as the data
+// compresses (10-16 KiB), so the extra checkpoints stop while the windows
+// would take more than windowBudget of the output so far.
+func (g *gzipStream) spanFull(length int64) bool {
+	entries := len(g.ix.Entries) - g.spanEntries
+	switch {
+	case length >= g.spanSize:
+		return true
+	case g.windows.bytes+maxWindow/2 > g.out*windowBudgetPercent/100:
+		return false
+	case length >= g.spanSize/4 && entries >= 4:
+		return true
+	default:
+		return length >= g.spanSize/8 && entries >= 16
+	}
+}
+
+// windowBudgetPercent bounds the windows of the extra checkpoints placed
+// where files are small: with the entries, the index stays within 3% of
+// the layer's uncompressed size.
+const windowBudgetPercent = 2
 
 // trueBitOffset corrects the block-end position the inflater reports.
 //
@@ -244,6 +281,7 @@ func (g *gzipStream) cut(bit, u int64, window []byte) error {
 		return err
 	}
 	g.span = Span{UOff: u, COff: bit / 8, Bit: uint8(bit % 8), Kind: SpanDeflate, Check: CheckCompressed, Window: w}
+	g.spanEntries = len(g.ix.Entries)
 	return nil
 }
 

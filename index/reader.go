@@ -95,7 +95,7 @@ func (ix *Index) NewReader(blob Blob, cache SpanCache, opts ReaderOptions) *Read
 	}
 	r := &Reader{ix: ix, blob: blob, cache: cache, prefix: ix.cacheKeyPrefix(), log: log,
 		flights: newFlights(base), decode: decode, stop: stop}
-	r.region.lastEnd = -1
+	r.region.lastEnd, r.region.extraLast = -1, -1
 	r.ra.init(opts)
 	return r
 }
@@ -175,6 +175,7 @@ func (r *Reader) readStream(ctx context.Context, p []byte, u int64) (int, error)
 		// into p: a disk-cached span is read in the blocks needed, not
 		// loaded whole and promoted (rereads after a remount).
 		s := &spans[i]
+		r.usedSpan(i)
 		want := min(int64(len(p)-done), s.end()-u)
 		if n, ok := r.cache.ReadAt(r.key(i), p[done:done+int(want)], u-s.UOff); ok && int64(n) == want {
 			r.countHit(false)
@@ -189,6 +190,9 @@ func (r *Reader) readStream(ctx context.Context, p []byte, u int64) (int, error)
 					break
 				}
 				s := &spans[i+k]
+				if k > 0 {
+					r.usedSpan(i + k)
+				}
 				n := copy(p[done:], data[u-s.UOff:])
 				done += n
 				u += int64(n)

@@ -26,6 +26,16 @@ type region struct {
 	mu      sync.Mutex
 	window  int64 // current region size; 0: fetch what is needed only
 	lastEnd int64 // blob offset where the last planned region ended; -1: none
+	// lastStart is where the last planned fetch started.
+	lastStart int64
+	// The chunks the last region brought beyond what its read needed
+	// (spans extraFirst..extraLast, extraBytes in the blob) and how many of
+	// their bytes reads have used since: a region mostly unused (a program
+	// reading one file in two, like the sources but not the bytecode of a
+	// package) stops growing, or shrinks.
+	extraFirst, extraLast int
+	extraBytes, usedBytes int64
+	used                  map[int]bool
 }
 
 // next returns the region size for a miss whose first chunk starts at blob
@@ -33,13 +43,49 @@ type region struct {
 func (g *region) next(off int64) int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.lastEnd >= 0 && off >= g.lastEnd-regionSlack && off <= g.lastEnd+regionSlack {
-		g.window = min(max(2*g.window, minRegion), maxRegion)
-	} else {
+	sequential := g.lastEnd >= 0 && off >= g.lastEnd-regionSlack && off <= g.lastEnd+regionSlack
+	switch {
+	case !sequential:
 		g.window = 0
+	case g.window == 0 || g.extraBytes == 0:
+		// The last fetch took only what its read needed: start a region if
+		// that was at least half of the blob from there to this miss.
+		if 2*(g.lastEnd-g.lastStart) >= off-g.lastStart {
+			g.window = minRegion
+		} else {
+			g.window = 0
+		}
+	case 2*g.usedBytes >= g.extraBytes:
+		g.window = min(2*g.window, maxRegion)
+	case 3*g.usedBytes < g.extraBytes:
+		if g.window /= 2; g.window < minRegion {
+			g.window = 0
+		}
 	}
-	g.lastEnd = off + g.window
+	g.lastStart, g.lastEnd = off, off+g.window
 	return g.window
+}
+
+// planned records the chunks a region added beyond the read's own.
+func (g *region) planned(first, last int, bytes int64) {
+	g.mu.Lock()
+	g.extraFirst, g.extraLast, g.extraBytes, g.usedBytes = first, last, bytes, 0
+	clear(g.used)
+	g.mu.Unlock()
+}
+
+// use records that a read used span i, of clen blob bytes.
+func (g *region) use(i int, clen int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if i < g.extraFirst || i > g.extraLast || g.used[i] {
+		return
+	}
+	if g.used == nil {
+		g.used = map[int]bool{}
+	}
+	g.used[i] = true
+	g.usedBytes += clen
 }
 
 // fetched records where a fetch of a TOC layer really ended (a run is cut
@@ -50,18 +96,34 @@ func (g *region) fetched(end int64) {
 	g.mu.Unlock()
 }
 
+// isTOCSpan says whether span s is a chunk of a TOC layer, the spans that
+// region planning is for (gzip and raw spans are large, and readahead
+// covers sequential reads).
+func isTOCSpan(s *Span) bool { return s.Kind == SpanGzipMember || s.Kind == SpanZstdFrame }
+
 // regionEnd extends a read of spans i..last of a TOC layer to the chunks
 // that follow within the planned region; other layers are left as they
-// are (gzip and raw spans are large, and readahead covers sequential reads).
+// are.
 func (r *Reader) regionEnd(i, last int) int {
 	spans := r.ix.Spans
-	if k := spans[i].Kind; k != SpanGzipMember && k != SpanZstdFrame {
+	if !isTOCSpan(&spans[i]) {
 		return last
 	}
 	window := r.region.next(spans[i].COff)
 	limit := spans[i].COff + window
+	need := last
 	for last+1 < len(spans) && spans[last+1].COff+spans[last+1].CLen <= limit {
 		last++
 	}
+	if last > need {
+		r.region.planned(need+1, last, spans[last].COff+spans[last].CLen-spans[need+1].COff)
+	}
 	return last
+}
+
+// usedSpan tells the planning that a read used span i.
+func (r *Reader) usedSpan(i int) {
+	if s := &r.ix.Spans[i]; isTOCSpan(s) {
+		r.region.use(i, s.CLen)
+	}
 }

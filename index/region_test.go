@@ -117,3 +117,41 @@ func TestConcurrentMissesShareARegion(t *testing.T) {
 		t.Errorf("%d fetches for 6 concurrent misses in one region", got)
 	}
 }
+
+// Reading some of the files in blob order (the sources of a package but
+// not its bytecode) keeps regions from growing over what nobody reads: a
+// region half used stops growing, one used less than a third shrinks.
+func TestRegionsFollowTheirUse(t *testing.T) {
+	ix, l, regs, contents := smallFilesLayer(t, 1200, 6000)
+	for _, tc := range []struct {
+		every       int     // read one file in every
+		maxFetched  float64 // fetched / needed
+		maxReadsPer int     // files read per blob read, at least
+	}{{2, 2.5, 4}, {8, 4, 1}} {
+		blob := newMemBlob(l.blob)
+		r := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{Readahead: -1})
+		var need, all int64
+		files := 0
+		for k, e := range regs {
+			for _, s := range chunkSpans(ix, e) {
+				all += s.CLen
+				if k%tc.every == 0 {
+					need += s.CLen
+				}
+			}
+			if k%tc.every == 0 {
+				checkRead(t, r, e, contents[e.Name], make([]byte, e.Size), 0)
+				files++
+			}
+		}
+		r.Close()
+		reads, fetched := blob.reads.Load(), blob.bytes.Load()
+		t.Logf("1 file in %d: %d blob reads, %d bytes fetched for %d needed (%d in all)", tc.every, reads, fetched, need, all)
+		if float64(fetched) > tc.maxFetched*float64(need) {
+			t.Errorf("1 file in %d: fetched %d bytes for %d needed: regions grew over files nobody reads", tc.every, fetched, need)
+		}
+		if reads*int64(tc.maxReadsPer) > int64(files) {
+			t.Errorf("1 file in %d: %d blob reads for %d files read in blob order", tc.every, reads, files)
+		}
+	}
+}

@@ -44,7 +44,6 @@ type bench struct {
 	repeats  int
 	command  string
 
-	stargzStore   string // -stargz-store: also measure containerd's stargz-store (P9)
 	apptainer     string // -apptainer: also time the real client (P6o)
 	apptainerUser string
 
@@ -74,7 +73,6 @@ func main() {
 	flag.IntVar(&b.repeats, "repeats", 3, "repeats of each imgfs timing (the median is reported)")
 	report := flag.String("report", "bench-report.md", "markdown report to write")
 	only := flag.String("only", "", "comma-separated measurements to run, of "+strings.Join(phaseKeys(), ", ")+" (default: all)")
-	flag.StringVar(&b.stargzStore, "stargz-store", "", "stargz-store binary: P9 also reads every file of the eStargz image through it, side by side (by hand only)")
 	flag.StringVar(&b.apptainer, "apptainer", "", "apptainer binary: P6o also times `apptainer exec DIR find /small` on the mount and on a sandbox (by hand only)")
 	flag.StringVar(&b.apptainerUser, "apptainer-user", "", "with -apptainer: run it as this user (runuser), not as root")
 	flag.Parse()
