@@ -223,7 +223,7 @@ func (g *gzipStream) spanFull(length int64) bool {
 	switch {
 	case length >= g.spanSize:
 		return true
-	case g.windows.bytes+maxWindow/2 > g.out*windowBudgetPercent/100:
+	case g.windows.bytes+maxWindow/2 > windowBudget(g.out, len(g.ix.Entries)):
 		return false
 	case length >= g.spanSize/4 && entries >= 4:
 		return true
@@ -232,10 +232,15 @@ func (g *gzipStream) spanFull(length int64) bool {
 	}
 }
 
-// windowBudgetPercent bounds the windows of the extra checkpoints placed
-// where files are small: with the entries, the index stays within 3% of
-// the layer's uncompressed size.
-const windowBudgetPercent = 2
+// windowBudget bounds the windows of the extra checkpoints placed where
+// files are small, for out bytes of output holding entries entries: 1% of
+// the output plus 64 B per entry, at most 2% of the output. The index (an
+// entry takes about 50 B) then stays within both of its size targets: 1% of
+// the uncompressed size plus 128 B per entry (docs/PERFORMANCE.md P7), and
+// 3% of the uncompressed size where files are not tiny.
+func windowBudget(out int64, entries int) int64 {
+	return min(out*2/100, out/100+64*int64(entries))
+}
 
 // trueBitOffset corrects the block-end position the inflater reports.
 //
