@@ -197,6 +197,9 @@ func (ix *Index) cacheKeyPrefix() string {
 	if !ix.verified {
 		prefix += "scope:" + ix.Meta[metaScope] + "/"
 	}
+	if o := ix.Meta[metaOrigin]; o != "" { // how its spans decode came from there
+		prefix += "origin:" + o + "/"
+	}
 	return prefix
 }
 
