@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"errors"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -14,6 +15,15 @@ import (
 
 	"github.com/imgfs/imgfs/manifest"
 )
+
+// slowStream is a streamBlob whose stream takes a while to open, so that
+// concurrent builders overlap.
+type slowStream struct{ *streamBlob }
+
+func (b slowStream) Open(ctx context.Context) (io.ReadCloser, error) {
+	time.Sleep(50 * time.Millisecond)
+	return b.streamBlob.Open(ctx)
+}
 
 // TestConcurrentOpenBuildsOnce: builders of one layer sharing a cache dir
 // build it once; the others wait for the lock and load what was stored.
@@ -28,7 +38,7 @@ func TestConcurrentOpenBuildsOnce(t *testing.T) {
 	for range 6 {
 		wg.Go(func() {
 			opts := buildOpts(data, manifest.FormatGzip, 0)
-			opts.CacheDir, opts.Blob = dir, blob
+			opts.CacheDir, opts.Blob = dir, slowStream{blob}
 			ix, err := Open(context.Background(), opts)
 			if err != nil {
 				t.Error(err)
