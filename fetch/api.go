@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -31,6 +32,17 @@ type Options struct {
 	// MaxWholeBlob bounds the blob kept whole in memory when its server
 	// ignores Range requests (larger ones fail with a clear error); 0: 256 MiB.
 	MaxWholeBlob int64
+	// ManifestCacheDir keeps manifests fetched by digest (immutable); a
+	// tag whose digest's manifest is there is resolved with a HEAD
+	// request. "": no manifest cache. See manifestcache.go.
+	ManifestCacheDir string
+	// Mirrors are tried in order before the registry for the requests
+	// they are eligible for (see Mirror); a failing one falls back to the
+	// next, then to the registry.
+	Mirrors []Mirror
+	// Proxy chooses the HTTP proxy of a request when Transport is nil;
+	// nil: http.ProxyFromEnvironment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY).
+	Proxy func(*http.Request) (*url.URL, error)
 }
 
 // RetryPolicy bounds retries of transient failures (5xx, 429, resets, timeouts).
@@ -99,6 +111,7 @@ func (r *Repository) OpenBlob(ctx context.Context, dgst digest.Digest, size int6
 // concurrent use. Bytes it returns are not verified: callers verify.
 type Blob struct {
 	impl *blob
+	srcs *sources // mirrors, then impl; nil without mirrors
 }
 
 func (b *Blob) Digest() digest.Digest { return b.impl.dgst }
@@ -107,12 +120,25 @@ func (b *Blob) Size() int64           { return b.impl.size }
 // ReadAt reads len(p) bytes at off with one range request (retried, and
 // resumed where a body broke off), as io.ReaderAt does, until ctx ends.
 func (b *Blob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if b.srcs != nil {
+		return b.srcs.readAt(ctx, p, off)
+	}
 	return b.impl.readAt(ctx, p, off)
 }
 
 // Open streams the whole blob from the start (for one-pass index builds),
 // until ctx ends or the body is closed.
-func (b *Blob) Open(ctx context.Context) (io.ReadCloser, error) { return b.impl.open(ctx) }
+func (b *Blob) Open(ctx context.Context) (io.ReadCloser, error) {
+	if b.srcs != nil {
+		return b.srcs.open(ctx)
+	}
+	return b.impl.open(ctx)
+}
 
-// Stats reports the network cost so far.
-func (b *Blob) Stats() BlobStats { return b.impl.stats() }
+// Stats reports the network cost so far (at mirrors and the registry).
+func (b *Blob) Stats() BlobStats {
+	if b.srcs != nil {
+		return b.srcs.stats()
+	}
+	return b.impl.stats()
+}

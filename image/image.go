@@ -28,6 +28,8 @@ type Image struct {
 	ownsCache bool
 	decode    *index.DecodeLimit
 	log       *slog.Logger
+	repo      *fetch.Repository // for index artifacts
+	artifacts *artifacts        // nil: not looked for (IndexLocal)
 }
 
 // Layer is one layer of an opened image.
@@ -48,7 +50,14 @@ func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
 	if err := checkReadable(m); err != nil {
 		return nil, err
 	}
-	img := &Image{Manifest: m, log: opts.logger(), cache: opts.Cache, decode: opts.Decode}
+	img := &Image{Manifest: m, log: opts.logger(), cache: opts.Cache, decode: opts.Decode, repo: repo}
+	source, err := ParseIndexSource(string(opts.IndexSource))
+	if err != nil {
+		return nil, err
+	}
+	if source != IndexLocal && repo != nil {
+		img.artifacts = &artifacts{repo: repo, img: m, scope: Scope(m)}
+	}
 	if img.decode == nil {
 		img.decode = index.NewDecodeLimit(0)
 	}
@@ -59,6 +68,10 @@ func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
 		img.ownsCache = true
 	}
 	if err := img.openLayers(ctx, repo, opts); err != nil {
+		img.Close()
+		return nil, err
+	}
+	if err := img.reportArtifacts(source); err != nil {
 		img.Close()
 		return nil, err
 	}
@@ -115,15 +128,20 @@ func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Op
 	if opts.Progress != nil {
 		progress = opts.Progress.Layer(i, len(img.Manifest.Layers), desc)
 	}
-	ix, err := index.Open(ctx, index.Options{
-		CacheDir: opts.CacheDir,
-		Layer:    desc,
-		Scope:    Scope(img.Manifest),
-		Blob:     blob,
-		Progress: progress.Update,
-		Attempts: index.NetworkAttempts,
-		Logger:   img.log,
-	})
+	io := index.Options{
+		CacheDir:     opts.CacheDir,
+		ReadOnlyDirs: opts.ReadOnlyCacheDirs,
+		Layer:        desc,
+		Scope:        Scope(img.Manifest),
+		Blob:         blob,
+		Progress:     progress.Update,
+		Attempts:     index.NetworkAttempts,
+		Logger:       img.log,
+	}
+	if a := img.artifacts; a != nil {
+		io.Remote = func(ctx context.Context) (*index.Index, error) { return a.layerIndex(ctx, desc) }
+	}
+	ix, err := index.Open(ctx, io)
 	progress.Done(err)
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)

@@ -45,6 +45,12 @@ type Options struct {
 	// Synthesize adds, in memory, the /.singularity.d and mount-point
 	// stubs Apptainer expects of a container directory (see fs.Synthesize).
 	Synthesize bool
+	// ReadOnlyCacheDirs are searched for layer indexes after CacheDir and
+	// never written (a cache a site prepared on a shared file system).
+	ReadOnlyCacheDirs []string
+	// IndexSource says whether layer indexes may come from an index
+	// artifact in the registry (see artifact.go); "": IndexAuto.
+	IndexSource IndexSource
 	// Progress hears about index builds; nil: nobody.
 	Progress Progress
 	Logger   *slog.Logger // nil: slog.Default()
