@@ -6,6 +6,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/imgfs/imgfs/fetch"
+	"github.com/imgfs/imgfs/fetch/registries"
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/index/cache"
 	"github.com/imgfs/imgfs/manifest"
@@ -45,6 +46,9 @@ type Options struct {
 	// Synthesize adds, in memory, the /.singularity.d and mount-point
 	// stubs Apptainer expects of a container directory (see fs.Synthesize).
 	Synthesize bool
+	// Registries is the registries configuration (mirrors, blocked and
+	// insecure registries; see fetch/registries); nil: none.
+	Registries *registries.Config
 	// ReadOnlyCacheDirs are searched for layer indexes after CacheDir and
 	// never written (a cache a site prepared on a shared file system).
 	ReadOnlyCacheDirs []string

@@ -34,7 +34,11 @@ func resolve(ctx context.Context, reference string, opts Options) (*manifest.Ima
 	if fo.Logger == nil {
 		fo.Logger = opts.logger()
 	}
-	repo, err := fetch.NewRepository(ctx, ref.Context(), fo)
+	repoName, fo, err := opts.pullOptions(ref, fo)
+	if err != nil {
+		return nil, nil, err
+	}
+	repo, err := fetch.NewRepository(ctx, repoName, fo)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", ref, err)
 	}
