@@ -32,6 +32,10 @@ type Options struct {
 	// MaxWholeBlob bounds the blob kept whole in memory when its server
 	// ignores Range requests (larger ones fail with a clear error); 0: 256 MiB.
 	MaxWholeBlob int64
+	// AllowPlainHTTP: when the registry cannot be reached over https,
+	// speak http (containers-registries.conf's insecure = true, with
+	// Insecure for the https attempt).
+	AllowPlainHTTP bool
 	// ManifestCacheDir keeps manifests fetched by digest (immutable); a
 	// tag whose digest's manifest is there is resolved with a HEAD
 	// request. "": no manifest cache. See manifestcache.go.
@@ -81,7 +85,7 @@ type Repository struct {
 // NewRepository pings the registry, negotiates authentication for pull and
 // returns a client.
 func NewRepository(ctx context.Context, repo name.Repository, opts Options) (*Repository, error) {
-	r, err := newRepository(ctx, repo, opts)
+	r, err := connect(ctx, repo, opts)
 	if err != nil {
 		return nil, err
 	}

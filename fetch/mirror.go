@@ -34,6 +34,36 @@ func (m Mirror) String() string {
 	return m.Host
 }
 
+// connect makes a repository client; with AllowPlainHTTP, one that
+// cannot be reached over https is tried over http.
+func connect(ctx context.Context, repo name.Repository, opts Options) (*repository, error) {
+	if opts.AllowPlainHTTP && !opts.PlainHTTP && !speaksHTTPS(ctx, repo.RegistryStr(), opts) {
+		opts.PlainHTTP = true
+	}
+	return newRepository(ctx, repo, opts)
+}
+
+// speaksHTTPS reports whether host answers https at all (any status; TLS
+// verified unless opts.Insecure).
+func speaksHTTPS(ctx context.Context, host string, opts Options) bool {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	rt := opts.Transport
+	if rt == nil {
+		rt = NewBaseTransport(opts.Insecure)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+host+"/v2/", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return false
+	}
+	drainAndClose(resp.Body)
+	return true
+}
+
 // mirrorRetry bounds the retries at a mirror: a mirror that fails falls
 // back to the next source soon, rather than after the registry's minute.
 var mirrorRetry = RetryPolicy{MaxAttempts: 2, MaxElapsed: 5 * time.Second, BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second}
@@ -58,7 +88,7 @@ func newMirrors(origin name.Repository, opts Options) []*mirror {
 			path = origin.RepositoryStr()
 		}
 		nameOpts := []name.Option{name.StrictValidation}
-		if m.PlainHTTP || m.Insecure {
+		if m.PlainHTTP {
 			nameOpts = append(nameOpts, name.Insecure)
 		}
 		repo, err := name.NewRepository(m.Host+"/"+path, nameOpts...)
@@ -68,7 +98,7 @@ func newMirrors(origin name.Repository, opts Options) []*mirror {
 		}
 		mo := opts
 		mo.Mirrors, mo.ManifestCacheDir = nil, ""
-		mo.PlainHTTP, mo.Insecure = m.PlainHTTP, m.Insecure
+		mo.PlainHTTP, mo.Insecure, mo.AllowPlainHTTP = m.PlainHTTP, m.Insecure, m.Insecure
 		mo.Retry = mirrorRetry
 		if m.Insecure != opts.Insecure {
 			mo.Transport = nil // its own TLS settings
@@ -82,7 +112,7 @@ func newMirrors(origin name.Repository, opts Options) []*mirror {
 // left alone for the life of the Repository.
 func (m *mirror) client(ctx context.Context) (*repository, error) {
 	m.once.Do(func() {
-		m.r, m.err = newRepository(context.WithoutCancel(ctx), m.repo, m.opts)
+		m.r, m.err = connect(context.WithoutCancel(ctx), m.repo, m.opts)
 		if m.err != nil {
 			m.log.Warn("mirror unreachable; using the next source", "mirror", m.cfg.String(), "err", m.err)
 		}

@@ -26,11 +26,11 @@ func (o Options) pullOptions(ref manifest.Reference, fo fetch.Options) (name.Rep
 		return repo, fo, fmt.Errorf("%s: registry %s is blocked by %v", ref, ref.Registry, o.Registries.Sources)
 	}
 	if p.Insecure {
-		fo.Insecure = true
+		fo.Insecure, fo.AllowPlainHTTP = true, true
 	}
 	if p.Host != ref.Registry || p.Repository != ref.Repository {
 		var nameOpts []name.Option
-		if fo.PlainHTTP || p.Insecure {
+		if fo.PlainHTTP {
 			nameOpts = append(nameOpts, name.Insecure)
 		}
 		r, err := name.NewRepository(p.Host+"/"+p.Repository, nameOpts...)

@@ -126,8 +126,8 @@ func Lookup(cacheDir string, l manifest.Layer, scope string, log *slog.Logger) (
 // writable one, then read-only ones shared by a site (--cache-dir-ro).
 // Within each, the most trusted name is tried first.
 func LookupIn(cacheDirs []string, l manifest.Layer, scope string, log *slog.Logger) (*Index, error) {
-	for _, cacheDir := range cacheDirs {
-		if ix, err := lookupDir(cacheDir, l, scope, log); err == nil {
+	for i, cacheDir := range cacheDirs {
+		if ix, err := lookupDir(cacheDir, l, scope, log, i == 0); err == nil {
 			return ix, nil
 		} else if !errors.Is(err, errNoIndex) {
 			return nil, err
@@ -136,7 +136,9 @@ func LookupIn(cacheDirs []string, l manifest.Layer, scope string, log *slog.Logg
 	return nil, fmt.Errorf("layer %s: %w", l.Digest, errNoIndex)
 }
 
-func lookupDir(cacheDir string, l manifest.Layer, scope string, log *slog.Logger) (*Index, error) {
+// lookupDir looks in one cache dir; only the first (writable) one has its
+// files' times touched (see markUsed).
+func lookupDir(cacheDir string, l manifest.Layer, scope string, log *slog.Logger, touch bool) (*Index, error) {
 	dir, err := indexDir(cacheDir, l.Digest)
 	if err != nil {
 		return nil, err
@@ -158,7 +160,9 @@ func lookupDir(cacheDir string, l manifest.Layer, scope string, log *slog.Logger
 			warn(log, "local copy of the plain zstd layer is missing or unusable; rebuilding", "path", path, "err", err)
 			continue
 		}
-		markUsed(path)
+		if touch {
+			markUsed(path)
+		}
 		return ix, nil
 	}
 	return nil, errNoIndex
