@@ -3,11 +3,15 @@ package fetch
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/url"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -75,9 +79,15 @@ type mirror struct {
 	repo name.Repository
 	log  *slog.Logger
 
-	once sync.Once
-	r    *repository
-	err  error
+	once  sync.Once
+	r     *repository
+	probe *repository // the same mirror with probeTransport
+	err   error
+
+	// fresh is set when the image's config blob was not cached at the
+	// mirror (it answered a range request with 200): the image is new to
+	// this pull-through cache, so its layers are cold too (see sources).
+	fresh atomic.Bool
 }
 
 func newMirrors(origin name.Repository, opts Options) []*mirror {
@@ -111,13 +121,28 @@ func newMirrors(origin name.Repository, opts Options) []*mirror {
 // client connects to the mirror once; a mirror that cannot be reached is
 // left alone for the life of the Repository.
 func (m *mirror) client(ctx context.Context) (*repository, error) {
+	r, _, err := m.clients(ctx)
+	return r, err
+}
+
+// clients are the mirror's client and its probe client (see probeTransport).
+func (m *mirror) clients(ctx context.Context) (*repository, *repository, error) {
 	m.once.Do(func() {
-		m.r, m.err = connect(context.WithoutCancel(ctx), m.repo, m.opts)
+		ctx := context.WithoutCancel(ctx)
+		m.r, m.err = connect(ctx, m.repo, m.opts)
 		if m.err != nil {
+			m.log.Warn("mirror unreachable; using the next source", "mirror", m.cfg.String(), "err", m.err)
+			return
+		}
+		po := m.opts
+		po.PlainHTTP = m.r.scheme == "http"
+		po.AllowPlainHTTP = false
+		po.Transport = probeTransport(po.Insecure, po.Proxy)
+		if m.probe, m.err = newRepository(ctx, m.repo, po); m.err != nil {
 			m.log.Warn("mirror unreachable; using the next source", "mirror", m.cfg.String(), "err", m.err)
 		}
 	})
-	return m.r, m.err
+	return m.r, m.probe, m.err
 }
 
 // manifestFromMirrors asks the mirrors eligible for ref, in order.
@@ -149,18 +174,28 @@ func (r *repository) manifestFromMirrors(ctx context.Context, ref string, byDige
 // it from upstream now).
 var errWarming = errors.New("mirror is still fetching the blob (it ignored Range)")
 
-// Pull-through caches (docker-registry in proxy mode) answer a Range
-// request for a blob they do not hold yet with 200 and the whole blob,
-// streamed from upstream while they store it; every such request while
-// the first is being stored costs upstream another whole copy. So a blob
-// is never streamed through a cold mirror: the first answer is cut at
-// once (the mirror goes on storing the blob), reads go to the next source
-// for a while (warmBackoff, doubling up to warmBackoffMax), and a whole-
-// blob stream (an index build) waits for the mirror to hold the blob,
-// polling with a 1-byte range request, up to warmWait(size).
+// Pull-through caches (docker-registry 2.8 in proxy mode) answer any
+// request for a blob they do not hold yet (a GET with or without Range,
+// even a HEAD) with 200 and the whole blob, streamed from upstream, while
+// they store it in the background; and every such request until the blob
+// is stored costs upstream another copy (a HEAD: a whole one). So a cold
+// blob is never streamed through a mirror, and asked about as seldom as
+// can be:
+//
+//   - The first request for a blob at a mirror is a 1-byte range request
+//     on a connection with a tiny receive buffer: 206 means the mirror
+//     holds the blob; 200 means it has just started caching it, and the
+//     answer is cut at once (the tiny buffer keeps what upstream sent for
+//     it to a few hundred KiB).
+//   - Cold, the mirror is left alone for a while (coldWait: the blob at
+//     100 MB/s, at least 1 s, doubling up to 10 s): reads go to the next
+//     source meanwhile (only the spans read), and a whole-blob stream (an
+//     index build) waits, then asks again the same way, up to
+//     warmWait(size), before it streams from the next source.
 var (
-	warmBackoff    = 250 * time.Millisecond
-	warmBackoffMax = 2 * time.Second
+	coldWaitMin   = time.Second
+	coldWaitMax   = 10 * time.Second
+	coldWaitSpeed = int64(100e6) // bytes per second a mirror is assumed to cache at
 )
 
 // warmWait bounds how long a stream waits for a mirror to cache a blob:
@@ -169,14 +204,28 @@ func warmWait(size int64) time.Duration {
 	return 10*time.Second + time.Duration(size/20e6)*time.Second
 }
 
+// coldWait is the first pause after a mirror was found cold.
+func coldWait(size int64) time.Duration {
+	return min(max(coldWaitMin, time.Duration(size/coldWaitSpeed)*time.Second), coldWaitMax)
+}
+
+// Mirror states of one blob.
+const (
+	mirrorUnknown = iota
+	mirrorCold    // caching it: leave alone until warmUntil
+	mirrorWarm    // holds it
+	mirrorDown    // failed: skipped from now on
+)
+
 // source is one place a blob can be read from: a mirror's or the registry's.
 type source struct {
-	m    *mirror // nil for the registry
-	b    *blob   // nil until connected
-	down bool    // failed: skipped from now on
+	m     *mirror // nil for the registry
+	b     *blob   // nil until connected
+	probe *blob   // the same blob through the mirror's probe client
 
-	warmUntil time.Time // a cold mirror: do not ask before
-	backoff   time.Duration
+	state     int
+	warmUntil time.Time
+	wait      time.Duration
 }
 
 // sources reads a blob from its mirrors, then from the registry.
@@ -193,54 +242,82 @@ func (r *repository) newSources(origin *blob) *sources {
 			s.list = append(s.list, &source{m: m})
 		}
 	}
-	s.list = append(s.list, &source{b: origin})
+	s.list = append(s.list, &source{b: origin, state: mirrorWarm})
 	return s
 }
 
-// blobAt connects src (a mirror) if needed; nil when it is down.
-func (s *sources) blobAt(ctx context.Context, src *source) *blob {
+// connectSource connects src (a mirror) if needed; false when it is down.
+func (s *sources) connectSource(ctx context.Context, src *source) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if src.down {
-		return nil
+	if src.state == mirrorDown {
+		return false
 	}
 	if src.b == nil {
-		mr, err := src.m.client(ctx)
+		mr, pr, err := src.m.clients(ctx)
 		if err != nil {
-			src.down = true
-			return nil
+			src.state = mirrorDown
+			return false
 		}
 		src.b = &blob{r: mr, dgst: s.origin.dgst, size: s.origin.size, mirror: true}
+		src.probe = &blob{r: pr, dgst: s.origin.dgst, size: s.origin.size, mirror: true}
 	}
-	return src.b
+	return true
 }
 
-func (s *sources) markDown(ctx context.Context, src *source, err error) {
+func (s *sources) setState(ctx context.Context, src *source, state int, err error) {
 	s.mu.Lock()
-	src.down = true
+	defer s.mu.Unlock()
+	src.state = state
+	switch state {
+	case mirrorDown:
+		s.origin.r.log.LogAttrs(ctx, slog.LevelWarn, "mirror failed for this blob; using the next source",
+			slog.String("mirror", src.m.cfg.String()), slog.String("digest", s.origin.dgst.String()),
+			slog.String("error", redactErrorText(err.Error())))
+	case mirrorCold:
+		if src.wait == 0 {
+			src.wait = coldWait(s.origin.size)
+			s.origin.r.log.LogAttrs(ctx, slog.LevelInfo, "mirror is caching the blob; reading it elsewhere meanwhile",
+				slog.String("mirror", src.m.cfg.String()), slog.String("digest", s.origin.dgst.String()))
+		} else {
+			src.wait = min(2*src.wait, coldWaitMax)
+		}
+		src.warmUntil = time.Now().Add(src.wait)
+	}
+}
+
+// ready reports whether src may be asked now (warm, or worth probing),
+// probing it when its state is unknown or its cold pause is over.
+func (s *sources) ready(ctx context.Context, src *source) bool {
+	if !s.connectSource(ctx, src) {
+		return false
+	}
+	s.mu.Lock()
+	state, until := src.state, src.warmUntil
 	s.mu.Unlock()
-	s.origin.r.log.LogAttrs(ctx, slog.LevelWarn, "mirror failed for this blob; using the next source",
-		slog.String("mirror", src.m.cfg.String()), slog.String("digest", s.origin.dgst.String()),
-		slog.String("error", redactErrorText(err.Error())))
-}
-
-// warming records that a mirror is caching the blob; it reports whether
-// the mirror may be asked now.
-func (s *sources) askable(src *source) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return !src.down && time.Now().After(src.warmUntil)
-}
-
-func (s *sources) cold(src *source) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if src.backoff == 0 {
-		src.backoff = warmBackoff
-	} else {
-		src.backoff = min(2*src.backoff, warmBackoffMax)
+	switch {
+	case state == mirrorWarm:
+		return true
+	case state == mirrorDown || state == mirrorCold && time.Now().Before(until):
+		return false
+	case state == mirrorUnknown && src.m.fresh.Load():
+		// New to a pull-through cache: start its caching without waiting
+		// for an answer (which would stream the blob), and come back later.
+		src.probe.trigger(ctx)
+		s.setState(ctx, src, mirrorCold, nil)
+		return false
 	}
-	src.warmUntil = time.Now().Add(src.backoff)
+	warm, err := src.probe.probeCached(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.setState(ctx, src, mirrorDown, err)
+	case err != nil:
+	case warm:
+		s.setState(ctx, src, mirrorWarm, nil)
+	default:
+		s.setState(ctx, src, mirrorCold, nil)
+	}
+	return warm && err == nil
 }
 
 func (s *sources) readAt(ctx context.Context, p []byte, off int64) (int, error) {
@@ -248,89 +325,129 @@ func (s *sources) readAt(ctx context.Context, p []byte, off int64) (int, error) 
 		if src.m == nil {
 			return src.b.readAt(ctx, p, off)
 		}
-		if !s.askable(src) {
+		if !s.ready(ctx, src) {
 			continue
 		}
-		b := s.blobAt(ctx, src)
-		if b == nil {
-			continue
-		}
-		n, err := b.readAt(ctx, p, off)
+		n, err := src.b.readAt(ctx, p, off)
 		switch {
-		case err == nil || errors.Is(err, io.EOF):
+		case err == nil || errors.Is(err, io.EOF) || ctx.Err() != nil:
 			return n, err
-		case ctx.Err() != nil:
-			return n, err
-		case errors.Is(err, errWarming):
-			s.cold(src)
+		case errors.Is(err, errWarming): // evicted meanwhile
+			s.setState(ctx, src, mirrorCold, nil)
 		default:
-			s.markDown(ctx, src, err)
+			s.setState(ctx, src, mirrorDown, err)
 		}
 	}
 	return 0, errors.New("no source") // unreachable: the registry is last
 }
 
-// open streams the blob from the first mirror that holds it (waiting for
-// a pull-through cache to finish caching it), else from the registry.
+// open streams the blob from the first mirror that holds it, waiting for
+// a cold one to cache it (up to warmWait), else from the registry.
 func (s *sources) open(ctx context.Context) (io.ReadCloser, error) {
 	for _, src := range s.list {
 		if src.m == nil {
 			return src.b.open(ctx)
 		}
-		b := s.blobAt(ctx, src)
-		if b == nil {
+		deadline := time.Now().Add(warmWait(s.origin.size))
+		for !s.ready(ctx, src) {
+			s.mu.Lock()
+			state, until := src.state, src.warmUntil
+			s.mu.Unlock()
+			if state != mirrorCold || until.After(deadline) {
+				break
+			}
+			if err := sleepContext(ctx, time.Until(until)); err != nil {
+				return nil, err
+			}
+		}
+		s.mu.Lock()
+		warm := src.state == mirrorWarm
+		s.mu.Unlock()
+		if !warm {
 			continue
 		}
-		err := b.waitCached(ctx)
+		rc, err := src.b.open(ctx)
 		if err == nil {
-			rc, err := b.open(ctx)
-			if err == nil {
-				return rc, nil
-			}
+			return rc, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		s.markDown(ctx, src, err)
+		s.setState(ctx, src, mirrorDown, err)
 	}
 	return nil, errors.New("no source")
 }
 
-// waitCached returns once the mirror answers a range request of the blob
-// with 206 (it holds the blob), polling while it answers 200 (a pull-
-// through cache still fetching it), up to warmWait.
-func (b *blob) waitCached(ctx context.Context) error {
-	deadline := time.Now().Add(warmWait(b.size))
-	delay := warmBackoff
-	logged := false
-	for {
-		resp, err := b.get(ctx, "bytes=0-0")
-		if err != nil {
-			return err
-		}
-		switch resp.StatusCode {
-		case http.StatusPartialContent:
-			drainAndClose(resp.Body)
-			return nil
-		case http.StatusOK:
-			// Cut at once: the mirror goes on caching the blob.
-			resp.Body.Close()
-		default:
-			drainAndClose(resp.Body)
-			return fmt.Errorf("mirror answered %s", resp.Status)
-		}
-		if time.Now().Add(delay).After(deadline) {
-			return fmt.Errorf("mirror did not cache the %d-byte blob within %s", b.size, warmWait(b.size))
-		}
-		if !logged {
-			b.r.log.LogAttrs(ctx, slog.LevelInfo, "waiting for the mirror to cache the blob", slog.String("digest", b.dgst.String()), slog.Int64("size", b.size))
-			logged = true
-		}
-		if err := sleepContext(ctx, delay); err != nil {
-			return err
-		}
-		delay = min(2*delay, warmBackoffMax)
+// probeCached asks for the blob's first byte: true on 206 (the mirror
+// holds the blob), false on 200 (a pull-through cache that has just
+// started caching it; the answer is cut at once).
+func (b *blob) probeCached(ctx context.Context) (bool, error) {
+	resp, err := b.get(ctx, "bytes=0-0")
+	if err != nil {
+		return false, err
 	}
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		drainAndClose(resp.Body)
+		return true, nil
+	case http.StatusOK:
+		resp.Body.Close()
+		return false, nil
+	default:
+		defer resp.Body.Close()
+		return false, responseError(resp, "")
+	}
+}
+
+// trigger sends a request for the blob's first byte and drops the
+// connection as soon as it is written: a cold pull-through cache starts
+// caching the blob, and its answer (the whole blob) finds nobody to send
+// to, so it stops at once.
+func (b *blob) trigger(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { cancel() }})
+	if resp, err := b.get(ctx, "bytes=0-0"); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// fetchSmallBlob GETs a whole small blob from a mirror with an open range
+// request, and notes whether the mirror held it (206) or fetched it now
+// from upstream (200: the image is new to it; see mirror.fresh).
+func (m *mirror) fetchSmallBlob(ctx context.Context, dgst digest.Digest, maxSize int64) ([]byte, error) {
+	r, err := m.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url("blobs", dgst.String()), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Range", "bytes=0-")
+	resp, err := r.do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		m.fresh.Store(true)
+	case http.StatusPartialContent:
+		if cr, err := parseContentRange(resp.Header.Get("Content-Range")); err != nil || cr.start != 0 || cr.total < 0 || cr.end != cr.total-1 {
+			return nil, errors.New("mirror sent part of a small blob")
+		}
+	default:
+		return nil, responseError(resp, "")
+	}
+	data, err := readLimited(resp, maxSize)
+	if err != nil {
+		return nil, err
+	}
+	if got := dgst.Algorithm().FromBytes(data); got != dgst {
+		return nil, ErrDigest
+	}
+	return data, nil
 }
 
 func (s *sources) stats() BlobStats {
@@ -338,10 +455,12 @@ func (s *sources) stats() BlobStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, src := range s.list {
-		if src.b != nil {
-			st := src.b.stats()
-			out.Requests += st.Requests
-			out.Bytes += st.Bytes
+		for _, b := range []*blob{src.b, src.probe} {
+			if b != nil {
+				st := b.stats()
+				out.Requests += st.Requests
+				out.Bytes += st.Bytes
+			}
 		}
 	}
 	return out
@@ -352,3 +471,30 @@ func digestRef(ref string) bool {
 	_, err := digest.Parse(ref)
 	return err == nil
 }
+
+// probeTransport is a base transport whose connections have a tiny
+// receive buffer: cutting a whole-blob answer on one costs the sender (and
+// a pull-through cache's upstream) little.
+func probeTransport(insecure bool, proxy func(*http.Request) (*url.URL, error)) *http.Transport {
+	t := NewBaseTransport(insecure)
+	if proxy != nil {
+		t.Proxy = proxy
+	}
+	d := &net.Dialer{Timeout: connectTimeout, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, probeRcvBuf)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	t.DialContext = d.DialContext
+	t.DisableKeepAlives = true
+	t.ReadBufferSize = 4 << 10
+	return t
+}
+
+// probeRcvBuf is the receive buffer of probe connections (Linux doubles it).
+const probeRcvBuf = 4 << 10

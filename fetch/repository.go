@@ -243,6 +243,14 @@ func (r *repository) fetchBlob(ctx context.Context, dgst digest.Digest, maxSize 
 	if maxSize <= 0 {
 		maxSize = defaultMaxBlob
 	}
+	for _, m := range r.mirrors { // content-addressed: any mirror may serve it
+		if !m.cfg.Digests {
+			continue
+		}
+		if data, err := m.fetchSmallBlob(ctx, dgst, maxSize); err == nil {
+			return data, nil
+		}
+	}
 	data, err := r.fetchBlobOnce(ctx, what, dgst, maxSize)
 	if errors.Is(err, ErrDigest) {
 		r.log.WarnContext(ctx, "blob failed verification, fetching it again", "blob", what)

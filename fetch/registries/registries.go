@@ -186,7 +186,7 @@ type Pull struct {
 	// Host and Repository are where the image is pulled from: the
 	// reference's own, or the location the matching entry rewrites its
 	// prefix to.
-	Host, Repository string
+	Host, Repository  string
 	Blocked, Insecure bool
 	// Mirrors are those to try for this reference, in order, each with
 	// what it may serve: see fetch.Mirror.
