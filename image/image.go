@@ -146,6 +146,7 @@ func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Op
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
+	img.log.Info("layer index", "layer", desc.Digest.String(), "how", ix.How())
 	r := ix.NewReader(blob, img.cache, index.ReaderOptions{Decode: img.decode, Logger: img.log})
 	return &Layer{Layer: desc, Blob: blob, Index: ix, Reader: r}, nil
 }

@@ -42,7 +42,6 @@ func pullThroughCache(t *testing.T, upstream string) *CountingProxy {
 	return StartCountingProxy(t, p.Host)
 }
 
-
 func TestMirrorsConfig(t *testing.T) {
 	reg := StartRegistry(t, RegistryOptions{})
 	img := clusterImage(t)
