@@ -39,6 +39,16 @@ func (c *manifestCache) get(d digest.Digest) *ManifestResponse {
 	return &ManifestResponse{Body: body, MediaType: string(mt), DockerContentDigest: d}
 }
 
+// any reports whether the cache may hold anything: a HEAD of a tag is
+// worth it only then (a first pull GETs at once).
+func (c *manifestCache) any() bool {
+	if c == nil {
+		return false
+	}
+	_, err := os.Stat(c.dir)
+	return err == nil
+}
+
 // put stores m under the digest of its bytes; best effort.
 func (c *manifestCache) put(m *ManifestResponse) {
 	if c == nil || m == nil || m.MediaType == signedSchema1MediaType || strings.ContainsAny(m.MediaType, "\n") {
@@ -84,7 +94,7 @@ func (r *repository) manifest(ctx context.Context, ref string, accept []string) 
 			return r.fetchManifest(ctx, ref, false, accept)
 		}
 	}
-	if r.manifests != nil || r.hasDigestMirrors() {
+	if r.manifests.any() || r.hasDigestMirrors() {
 		if d, err := r.headManifest(ctx, ref, accept); err == nil {
 			if m := r.manifests.get(d); m != nil {
 				r.log.LogAttrs(ctx, slog.LevelInfo, "manifest from the manifest cache (tag resolved with HEAD)",

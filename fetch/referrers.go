@@ -36,6 +36,18 @@ func (r *Repository) Referrers(ctx context.Context, subject digest.Digest, artif
 	if artifactType != "" {
 		u += "?artifactType=" + url.QueryEscape(artifactType)
 	}
+	// The referrers API and the tag schema are asked at once: registries
+	// without the API (most, today) then cost one round trip, not two.
+	tag := strings.Replace(subject.String(), ":", "-", 1)
+	type headResult struct {
+		d   digest.Digest
+		err error
+	}
+	head := make(chan headResult, 1)
+	go func() {
+		d, err := ri.headManifest(ctx, tag, []string{ocispec.MediaTypeImageIndex})
+		head <- headResult{d, err}
+	}()
 	header, body, err := ri.getWhole(ctx, what, u, []string{ocispec.MediaTypeImageIndex}, maxManifestSize)
 	var re *RegistryError
 	switch {
@@ -43,15 +55,14 @@ func (r *Repository) Referrers(ctx context.Context, subject digest.Digest, artif
 	case err == nil || errors.As(err, &re) && (re.StatusCode == http.StatusNotFound || re.StatusCode == http.StatusBadRequest ||
 		re.StatusCode == http.StatusNotAcceptable || re.StatusCode == http.StatusMethodNotAllowed):
 		// No referrers API: the tag schema.
-		tag := strings.Replace(subject.String(), ":", "-", 1)
-		d, herr := ri.headManifest(ctx, tag, []string{ocispec.MediaTypeImageIndex})
-		if herr != nil {
-			if errors.Is(herr, errHeadNotFound) {
+		h := <-head
+		if h.err != nil {
+			if errors.Is(h.err, errHeadNotFound) {
 				return nil, nil
 			}
-			return nil, fmt.Errorf("%s: referrers tag %s: %w", what, tag, herr)
+			return nil, fmt.Errorf("%s: referrers tag %s: %w", what, tag, h.err)
 		}
-		m, merr := ri.manifest(ctx, d.String(), []string{ocispec.MediaTypeImageIndex})
+		m, merr := ri.manifest(ctx, h.d.String(), []string{ocispec.MediaTypeImageIndex})
 		if merr != nil {
 			return nil, fmt.Errorf("%s: %w", what, merr)
 		}

@@ -28,19 +28,26 @@ import (
 //	layers        one blob per layer index (an index file, index.Encode),
 //	              media type IndexMediaType, annotated with the layer's
 //	              digest (AnnotationLayer), the index file version
-//	              (AnnotationVersion) and the layer format (AnnotationFormat)
+//	              (AnnotationVersion) and the layer format (AnnotationFormat);
+//	              an index up to maxInlineIndex is also in the descriptor's
+//	              data field (checked against its digest like the blob)
 //	subject       the image manifest
 //	annotations   org.opencontainers.image.created
 //
 // found through the referrers API or the referrers tag schema.
 const (
-	ArtifactType       = "application/vnd.imgfs.index.v1"
-	IndexMediaType     = "application/vnd.imgfs.index.layer.v1"
-	AnnotationLayer    = "io.github.imgfs.index.layer"
-	AnnotationVersion  = "io.github.imgfs.index.version"
-	AnnotationFormat   = "io.github.imgfs.index.format"
-	maxIndexBlob       = 512 << 20 // an index is ~1% of its layer's uncompressed size
-	maxArtifactsTried  = 4         // newest first
+	ArtifactType      = "application/vnd.imgfs.index.v1"
+	IndexMediaType    = "application/vnd.imgfs.index.layer.v1"
+	AnnotationLayer   = "io.github.imgfs.index.layer"
+	AnnotationVersion = "io.github.imgfs.index.version"
+	AnnotationFormat  = "io.github.imgfs.index.format"
+	maxIndexBlob      = 512 << 20 // an index is ~1% of its layer's uncompressed size
+	maxArtifactsTried = 4         // newest first
+	// maxInlineIndex bounds an index carried in the artifact manifest
+	// itself (the descriptor's data field, as well as in its blob): one
+	// request fewer for a node, and manifests are served faster than
+	// blobs. Larger ones are only blobs.
+	maxInlineIndex     = 512 << 10
 	artifactOriginWord = "artifact"
 )
 
@@ -164,10 +171,14 @@ func (a *artifacts) layerIndex(ctx context.Context, l manifest.Layer) (*index.In
 		a.problem(err.Error())
 		return nil, err
 	}
-	data, err := a.repo.FetchBlob(ctx, al.desc.Digest, min(max(al.desc.Size, 1), maxIndexBlob)) // digest-verified
-	if err != nil {
-		a.problem(fmt.Sprintf("layer %s: %v", l.Digest, err))
-		return nil, err
+	data := al.desc.Data
+	if len(data) == 0 || int64(len(data)) != al.desc.Size || digest.FromBytes(data) != al.desc.Digest {
+		var err error
+		data, err = a.repo.FetchBlob(ctx, al.desc.Digest, min(max(al.desc.Size, 1), maxIndexBlob)) // digest-verified
+		if err != nil {
+			a.problem(fmt.Sprintf("layer %s: %v", l.Digest, err))
+			return nil, err
+		}
 	}
 	ix, err := index.Import(data, l, a.scope, artifactOriginWord+" "+al.desc.Digest.String())
 	if err != nil {
@@ -233,8 +244,12 @@ func (img *Image) PushIndexes(ctx context.Context) (PushResult, error) {
 		seen[l.Digest] = true
 		data := l.Index.Encode()
 		blobs = append(blobs, fetch.ArtifactBlob{MediaType: IndexMediaType, Data: data})
-		layers = append(layers, ocispec.Descriptor{MediaType: IndexMediaType, Digest: digest.FromBytes(data), Size: int64(len(data)),
-			Annotations: map[string]string{AnnotationLayer: l.Digest.String(), AnnotationVersion: strconv.Itoa(index.FileVersion), AnnotationFormat: string(l.Index.Format)}})
+		desc := ocispec.Descriptor{MediaType: IndexMediaType, Digest: digest.FromBytes(data), Size: int64(len(data)),
+			Annotations: map[string]string{AnnotationLayer: l.Digest.String(), AnnotationVersion: strconv.Itoa(index.FileVersion), AnnotationFormat: string(l.Index.Format)}}
+		if len(data) <= maxInlineIndex {
+			desc.Data = data
+		}
+		layers = append(layers, desc)
 	}
 	if len(layers) == 0 {
 		return PushResult{}, errors.New("no layer index to publish: only gzip and tar layers indexed here are (eStargz and zstd:chunked carry their own TOC; plain zstd is not lazy)")

@@ -38,6 +38,7 @@ type Layer struct {
 	Blob           *fetch.Blob   // lazy range reads of the blob
 	Index          *index.Index  // entries and spans
 	Reader         *index.Reader // verified, cached reads of entry contents
+	kept           *keptBlob     // Options.KeepBlobs: the blob with its copy in the cache dir
 }
 
 // Open resolves reference, opens every layer's index (from the cache dir,
@@ -128,12 +129,20 @@ func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Op
 	if opts.Progress != nil {
 		progress = opts.Progress.Layer(i, len(img.Manifest.Layers), desc)
 	}
+	var src index.Blob = blob
+	var kept *keptBlob
+	if opts.KeepBlobs && opts.CacheDir != "" && (desc.Format == manifest.FormatGzip || desc.Format == manifest.FormatZstd) {
+		if path, err := keptBlobPath(opts.CacheDir, desc.Digest); err == nil {
+			kept = &keptBlob{Blob: blob, path: path, log: img.log}
+			src = kept
+		}
+	}
 	io := index.Options{
 		CacheDir:     opts.CacheDir,
 		ReadOnlyDirs: opts.ReadOnlyCacheDirs,
 		Layer:        desc,
 		Scope:        Scope(img.Manifest),
-		Blob:         blob,
+		Blob:         src,
 		Progress:     progress.Update,
 		Attempts:     index.NetworkAttempts,
 		Logger:       img.log,
@@ -147,8 +156,8 @@ func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Op
 		return nil, fmt.Errorf("index: %w", err)
 	}
 	img.log.Info("layer index", "layer", desc.Digest.String(), "how", ix.How())
-	r := ix.NewReader(blob, img.cache, index.ReaderOptions{Decode: img.decode, Logger: img.log})
-	return &Layer{Layer: desc, Blob: blob, Index: ix, Reader: r}, nil
+	r := ix.NewReader(src, img.cache, index.ReaderOptions{Decode: img.decode, Logger: img.log})
+	return &Layer{Layer: desc, Blob: blob, Index: ix, Reader: r, kept: kept}, nil
 }
 
 // Scope is who serves an image's blobs, "registry/repository": indexes and
@@ -187,6 +196,9 @@ func (img *Image) Close() error {
 		}
 		l.Reader.Close()
 		errs = append(errs, l.Index.Close())
+		if l.kept != nil {
+			errs = append(errs, l.kept.Close())
+		}
 	}
 	if img.ownsCache && img.cache != nil {
 		errs = append(errs, img.cache.Close())

@@ -52,6 +52,11 @@ type Options struct {
 	// ReadOnlyCacheDirs are searched for layer indexes after CacheDir and
 	// never written (a cache a site prepared on a shared file system).
 	ReadOnlyCacheDirs []string
+	// KeepBlobs keeps the gzip and plain zstd layers that index builds
+	// stream under <CacheDir>/blobs and serves reads from them: on a
+	// cache dir shared by many nodes, a layer then crosses the network
+	// once (see keptblob.go).
+	KeepBlobs bool
 	// IndexSource says whether layer indexes may come from an index
 	// artifact in the registry (see artifact.go); "": IndexAuto.
 	IndexSource IndexSource

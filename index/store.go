@@ -105,7 +105,10 @@ func (o *Options) store(ix *Index, log *slog.Logger) {
 		return
 	}
 	path := filepath.Join(dir, ix.fileName())
-	if err := storeIndex(path, ix); err != nil {
+	// An index from an artifact can be fetched again: it is written
+	// atomically but not synced (syncs cost a node's first command more
+	// than the fetch did).
+	if err := writeIndexFile(path, ix, ix.Origin() == ""); err != nil {
 		log.Warn("could not store index; it will be rebuilt next time", "path", path, "err", err)
 	}
 }
@@ -200,7 +203,11 @@ func loadIndex(path string) (*Index, error) {
 
 // storeIndex writes ix atomically: a temporary file in the same directory,
 // fsynced, renamed over path, then the directory fsynced.
-func storeIndex(path string, ix *Index) error {
+func storeIndex(path string, ix *Index) error { return writeIndexFile(path, ix, true) }
+
+// writeIndexFile is storeIndex, syncing the file and its directory only
+// when durable.
+func writeIndexFile(path string, ix *Index, durable bool) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -222,8 +229,10 @@ func storeIndex(path string, ix *Index) error {
 	if err := tmp.Chmod(0o644); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		return err
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err
@@ -232,6 +241,9 @@ func storeIndex(path string, ix *Index) error {
 		return err
 	}
 	ok = true
+	if !durable {
+		return nil
+	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync() // durability of the rename; the index can always be rebuilt
 		d.Close()

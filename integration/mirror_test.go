@@ -219,8 +219,9 @@ func TestPullThroughCache(t *testing.T) {
 	}
 }
 
-// TestSharedCacheDir: processes sharing one cache dir index a layer once;
-// no temporary or lock file is left.
+// TestSharedCacheDir: processes sharing one cache dir index a layer once
+// and, with --cache-layers, read it from the copy the builder kept; no
+// temporary or lock file is left.
 func TestSharedCacheDir(t *testing.T) {
 	reg := StartRegistry(t, RegistryOptions{})
 	img := clusterImage(t)
@@ -233,7 +234,7 @@ func TestSharedCacheDir(t *testing.T) {
 	results := make([]cliResult, nodes)
 	for i := range nodes {
 		wg.Go(func() {
-			results[i] = runCLI(t, mountCommandTimeout, cliEnvFor(shared), "--plain-http", "--index-source", "local", "cat", ref, "/big/needle")
+			results[i] = runCLI(t, mountCommandTimeout, cliEnvFor(shared), "--plain-http", "--index-source", "local", "--cache-layers", "cat", ref, "/big/needle")
 		})
 	}
 	wg.Wait()
@@ -249,6 +250,14 @@ func TestSharedCacheDir(t *testing.T) {
 	hidden, _ := filepath.Glob(filepath.Join(shared, "index", "sha256", ".*"))
 	if len(files) != 2 || len(hidden) != 0 {
 		t.Errorf("index dir: %v, hidden %v", files, hidden)
+	}
+	if kept, _ := filepath.Glob(filepath.Join(shared, "blobs", "sha256", "*")); len(kept) != 2 {
+		t.Errorf("kept layers: %v", kept)
+	}
+	origin.Reset()
+	mustCLI(t, cliEnvFor(shared), "--plain-http", "--cache-layers", "cat", ref, "/big/needle")
+	if blobs, _, _ := origin.Bytes(); blobs > 64<<10 {
+		t.Errorf("a node on the shared dir fetched %d blob bytes though the layers are kept there", blobs)
 	}
 	res := mustCLI(t, cliEnvFor(shared), "--plain-http", "index", ref)
 	if cliCount(res.stdout, "cached") != 2 {

@@ -17,12 +17,14 @@ type clusterFlags struct {
 	cacheDirRO     []string
 	registryMirror []string
 	registriesConf string
+	cacheLayers    bool
 }
 
 func addClusterFlags(pf *pflag.FlagSet, f *clusterFlags) {
 	pf.StringVar(&f.indexSource, "index-source", string(image.IndexAuto), "where layer indexes come from: auto (an index artifact in the registry when there is a matching one, else built here), registry (artifacts only), local (built here)")
 	pf.StringSliceVar(&f.cacheDirRO, "cache-dir-ro", nil, "read-only cache dirs searched for layer indexes after --cache-dir (a shared cache prepared by an admin; comma-separated or repeated)")
 	pf.StringArrayVar(&f.registryMirror, "registry-mirror", nil, "ORIGIN=MIRROR: try MIRROR (a mirror or pull-through cache; http://HOST for plain HTTP) before ORIGIN (e.g. docker.io), first of all mirrors; repeatable")
+	pf.BoolVar(&f.cacheLayers, "cache-layers", false, "keep the gzip and zstd layers that index builds download under <cache-dir>/blobs and read from them (for a cache dir shared by many nodes: each layer is downloaded once)")
 	pf.StringVar(&f.registriesConf, "registries-conf", "", "containers-registries.conf(5) file to read instead of $HOME/.config/containers/registries.conf or /etc/containers/registries.conf (and their .d dirs)")
 }
 
@@ -34,6 +36,7 @@ func (a *app) applyCluster(o *image.Options) error {
 		return usageErrorf("--index-source: %w", err)
 	}
 	o.IndexSource = source
+	o.KeepBlobs = f.cacheLayers
 	for _, d := range f.cacheDirRO {
 		if d = strings.TrimSpace(d); d != "" {
 			o.ReadOnlyCacheDirs = append(o.ReadOnlyCacheDirs, d)

@@ -202,7 +202,7 @@ func (b *bench) measureCluster(ctx context.Context) {
 		stop()
 		shared := cacheDir("shared", fmt.Sprint(n))
 		runs = append(runs, b.runCluster(ctx, "shared cache dir", n, origin, ref, func(int) []string {
-			return []string{"--index-source", "local", "--cache-dir", shared}
+			return []string{"--index-source", "local", "--cache-layers", "--cache-dir", shared}
 		}))
 	}
 
