@@ -78,9 +78,10 @@ func ParseIndexSource(s string) (IndexSource, error) {
 
 // artifacts finds and serves the index artifacts of one image, once.
 type artifacts struct {
-	repo  *fetch.Repository
-	img   *manifest.Image
-	scope string
+	repo      *fetch.Repository
+	subject   digest.Digest // the image manifest
+	mediaType string        // of the image manifest
+	scope     string
 
 	once    sync.Once
 	byLayer map[digest.Digest]artifactLayer
@@ -96,6 +97,31 @@ type artifactLayer struct {
 	desc     ocispec.Descriptor
 }
 
+func newArtifacts(repo *fetch.Repository, subject digest.Digest, mediaType, scope string) *artifacts {
+	return &artifacts{repo: repo, subject: subject, mediaType: mediaType, scope: scope}
+}
+
+// earlyDiscovery is Options.imageManifest for Open: as soon as the image
+// manifest is known, it sets *a and, if some layer has no index in the
+// cache dirs, starts looking for the image's index artifact while the
+// config is fetched.
+func earlyDiscovery(ctx context.Context, opts Options, a **artifacts) func(*fetch.Repository, string, digest.Digest, string, []manifest.Layer) {
+	return func(repo *fetch.Repository, scope string, d digest.Digest, mediaType string, layers []manifest.Layer) {
+		dirs := opts.ReadOnlyCacheDirs
+		if opts.CacheDir != "" {
+			dirs = append([]string{opts.CacheDir}, dirs...)
+		}
+		missing := false
+		for _, l := range layers {
+			missing = missing || !index.Cached(dirs, l, scope)
+		}
+		*a = newArtifacts(repo, d, mediaType, scope)
+		if missing {
+			go (*a).discover(ctx) //nolint:errcheck // the result is kept for layerIndex
+		}
+	}
+}
+
 var errNoArtifact = errors.New("the registry has no imgfs index artifact for this image")
 
 // discover lists the image's index artifacts, newest first, and notes for
@@ -103,11 +129,11 @@ var errNoArtifact = errors.New("the registry has no imgfs index artifact for thi
 func (a *artifacts) discover(ctx context.Context) error {
 	a.once.Do(func() {
 		a.byLayer = map[digest.Digest]artifactLayer{}
-		if a.img.MediaType == "application/vnd.docker.distribution.manifest.v1+prettyjws" || a.img.MediaType == "application/vnd.docker.distribution.manifest.v1+json" {
+		if a.mediaType == "application/vnd.docker.distribution.manifest.v1+prettyjws" || a.mediaType == "application/vnd.docker.distribution.manifest.v1+json" {
 			a.err = errNoArtifact
 			return
 		}
-		refs, err := a.repo.Referrers(ctx, a.img.Digest, ArtifactType)
+		refs, err := a.repo.Referrers(ctx, a.subject, ArtifactType)
 		if err != nil {
 			a.err = err
 			return
@@ -125,7 +151,7 @@ func (a *artifacts) discover(ctx context.Context) error {
 				continue
 			}
 			var m ocispec.Manifest
-			if err := json.Unmarshal(resp.Body, &m); err != nil || m.ArtifactType != ArtifactType || m.Subject == nil || m.Subject.Digest != a.img.Digest {
+			if err := json.Unmarshal(resp.Body, &m); err != nil || m.ArtifactType != ArtifactType || m.Subject == nil || m.Subject.Digest != a.subject {
 				a.problem(fmt.Sprintf("artifact %s is not an imgfs index artifact of this image", ref.Digest))
 				continue
 			}
@@ -324,7 +350,7 @@ type VerifyResult struct {
 // opened with IndexLocal. Identical bytes mean the artifact claims exactly
 // what the layer holds (the encoding is deterministic).
 func (img *Image) VerifyIndexes(ctx context.Context) ([]VerifyResult, error) {
-	a := &artifacts{repo: img.repo, img: img.Manifest, scope: Scope(img.Manifest)}
+	a := newArtifacts(img.repo, img.Manifest.Digest, img.Manifest.MediaType, Scope(img.Manifest))
 	if err := a.discover(ctx); err != nil {
 		return nil, err
 	}

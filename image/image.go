@@ -44,6 +44,14 @@ type Layer struct {
 // Open resolves reference, opens every layer's index (from the cache dir,
 // else built now, a few layers at a time) and merges the layers.
 func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
+	source, err := ParseIndexSource(string(opts.IndexSource))
+	if err != nil {
+		return nil, err
+	}
+	var early *artifacts
+	if source != IndexLocal {
+		opts.imageManifest = earlyDiscovery(ctx, opts, &early)
+	}
 	m, repo, err := resolve(ctx, reference, opts)
 	if err != nil {
 		return nil, err
@@ -52,12 +60,11 @@ func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
 		return nil, err
 	}
 	img := &Image{Manifest: m, log: opts.logger(), cache: opts.Cache, decode: opts.Decode, repo: repo}
-	source, err := ParseIndexSource(string(opts.IndexSource))
-	if err != nil {
-		return nil, err
-	}
 	if source != IndexLocal && repo != nil {
-		img.artifacts = &artifacts{repo: repo, img: m, scope: Scope(m)}
+		img.artifacts = early
+		if early == nil || early.subject != m.Digest { // schema 1: no early word
+			img.artifacts = newArtifacts(repo, m.Digest, m.MediaType, Scope(m))
+		}
 	}
 	if img.decode == nil {
 		img.decode = index.NewDecodeLimit(0)

@@ -3,6 +3,7 @@ package image
 import (
 	"log/slog"
 
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/imgfs/imgfs/fetch"
@@ -63,6 +64,10 @@ type Options struct {
 	// Progress hears about index builds; nil: nobody.
 	Progress Progress
 	Logger   *slog.Logger // nil: slog.Default()
+
+	// imageManifest hears from resolve about the image manifest before its
+	// config is fetched (Open starts artifact discovery then).
+	imageManifest func(repo *fetch.Repository, scope string, d digest.Digest, mediaType string, layers []manifest.Layer)
 }
 
 // Progress hears about the layer indexes Open builds.

@@ -2,6 +2,8 @@ package index
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/imgfs/imgfs/manifest"
 )
@@ -81,4 +83,23 @@ func Import(data []byte, l manifest.Layer, scope, origin string) (*Index, error)
 		return nil, err
 	}
 	return ix, nil
+}
+
+// Cached reports whether a file named as an index usable for layer l
+// served from scope is in one of cacheDirs: a cheap test (one stat per
+// name, nothing read) of whether Open will find one; Lookup still checks
+// what it finds.
+func Cached(cacheDirs []string, l manifest.Layer, scope string) bool {
+	for _, d := range cacheDirs {
+		dir, err := indexDir(d, l.Digest)
+		if err != nil {
+			return false
+		}
+		for _, name := range candidateNames(l, scope) {
+			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
