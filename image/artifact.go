@@ -113,13 +113,19 @@ func earlyDiscovery(ctx context.Context, opts Options, a **artifacts) func(*fetc
 		}
 		missing := false
 		for _, l := range layers {
-			missing = missing || !index.Cached(dirs, l, scope)
+			missing = missing || artifactFormat(l.Format) && !index.Cached(dirs, l, scope)
 		}
 		*a = newArtifacts(repo, d, mediaType, scope)
 		if missing {
 			go (*a).discover(ctx) //nolint:errcheck // the result is kept for layerIndex
 		}
 	}
+}
+
+// artifactFormat reports whether artifacts may carry indexes of layers of
+// format f (see index.Index.Pushable): gzip and tar.
+func artifactFormat(f manifest.Format) bool {
+	return f == manifest.FormatGzip || f == manifest.FormatTar
 }
 
 var errNoArtifact = errors.New("the registry has no imgfs index artifact for this image")
@@ -185,6 +191,9 @@ func (a *artifacts) problem(p string) {
 // layerIndex fetches, verifies and imports layer l's index from the
 // artifact; an error means "build it".
 func (a *artifacts) layerIndex(ctx context.Context, l manifest.Layer) (*index.Index, error) {
+	if !artifactFormat(l.Format) {
+		return nil, errNoArtifact
+	}
 	if err := a.discover(ctx); err != nil {
 		return nil, err
 	}
