@@ -236,7 +236,7 @@ func (img *Image) reportArtifacts(source IndexSource) error {
 	a.mu.Unlock()
 	if source == IndexRegistry {
 		for i, l := range img.layers {
-			if l.Index.How() != index.HowArtifact && l.Index.How() != index.HowCached {
+			if artifactFormat(l.Format) && l.Index.How() != index.HowArtifact && l.Index.How() != index.HowCached {
 				why := "no index artifact for it"
 				if len(problems) > 0 {
 					why = problems[0]
