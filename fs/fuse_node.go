@@ -146,7 +146,7 @@ func (f *fuseNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 	}
 	buf := dest[:min(int64(len(dest)), size-off)]
 	if n.Synthetic() {
-		return fuse.ReadResultData(buf[:copy(buf, n.Content()[off:])]), 0
+		return dataResult(buf[:copy(buf, n.Content()[off:])]), 0
 	}
 	layer := n.Layer()
 	if layer < 0 || layer >= len(f.m.readers) || f.m.readers[layer] == nil {
@@ -161,8 +161,15 @@ func (f *fuseNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		f.m.log.Error("read failed", "path", n.Path(), "layer", layer, "offset", off, "length", len(buf), "err", err)
 		return nil, syscall.EIO
 	}
-	return fuse.ReadResultData(buf[:got]), 0
+	return dataResult(buf[:got]), 0
 }
+
+// dataResult answers a read with bytes in memory. A vector result is
+// written to the kernel with one writev: go-fuse would otherwise try a
+// splice first, which cannot help bytes already in memory, costs pipe
+// system calls, and fails (logging a warning) for replies of a full 1 MiB
+// read, which do not fit the pipe with their header.
+func dataResult(b []byte) fuse.ReadResult { return fuse.ReadResultVector([][]byte{b}) }
 
 func (f *fuseNode) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
 	return 0 // nothing is ever dirty

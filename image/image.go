@@ -152,6 +152,7 @@ func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Op
 		Blob:         src,
 		Progress:     progress.Update,
 		Attempts:     index.NetworkAttempts,
+		Keep:         img.keepSpans,
 		Logger:       img.log,
 	}
 	if a := img.artifacts; a != nil {
@@ -165,6 +166,15 @@ func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Op
 	img.log.Info("layer index", "layer", desc.Digest.String(), "how", ix.How())
 	r := ix.NewReader(src, img.cache, index.ReaderOptions{Decode: img.decode, Logger: img.log})
 	return &Layer{Layer: desc, Blob: blob, Index: ix, Reader: r, kept: kept}, nil
+}
+
+// keepSpans gives index builds a batch of the span cache's disk tier, so
+// that what a build decodes is not fetched again (none without a disk tier).
+func (img *Image) keepSpans() index.SpanBatch {
+	if b := img.cache.NewBatch(); b != nil {
+		return b
+	}
+	return nil
 }
 
 // Scope is who serves an image's blobs, "registry/repository": indexes and

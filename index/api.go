@@ -73,11 +73,25 @@ type Streamer interface {
 type SpanCache interface {
 	// Get returns a span's bytes, counting a hit or a miss.
 	Get(key string) ([]byte, bool)
+	// ReadAt copies bytes [off, off+len(p)) of a span into p, counting a
+	// hit or a miss, without loading a disk-cached span whole.
+	ReadAt(key string, p []byte, off int64) (int, bool)
 	// Contains answers "is it there?" without reading, promoting or
 	// counting anything: readahead and run planning ask it.
 	Contains(key string) bool
 	// Put stores a span; the cache keeps data as is (no copy).
 	Put(key string, data []byte)
+}
+
+// SpanBatch keeps the decoded spans a build produces (a gzip build inflates
+// every span anyway), so that reads right after a never-seen mount fetch
+// nothing the build already fetched. The build commits it only once the
+// blob digest has matched, and aborts it otherwise. *cache.Batch
+// implements it.
+type SpanBatch interface {
+	Add(key string, data []byte) error
+	Commit() error
+	Abort()
 }
 
 // Options of Open.
@@ -94,7 +108,10 @@ type Options struct {
 	// Attempts bounds the starts of a build that fails on bad input (see
 	// Build); 0 means 1. Blobs fetched over a network: NetworkAttempts.
 	Attempts int
-	Logger   *slog.Logger // nil: slog.Default()
+	// Keep starts a batch for the spans a build decodes (nil, or a nil
+	// batch: keep nothing).
+	Keep   func() SpanBatch
+	Logger *slog.Logger // nil: slog.Default()
 	// ReadOnlyDirs are cache dirs Open and LookupIn also search, after
 	// CacheDir, and never write: a cache a site prepared on a shared
 	// read-only file system.

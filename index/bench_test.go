@@ -97,7 +97,7 @@ func BenchmarkReadColdSpan(b *testing.B) {
 	for b.Loop() {
 		r := ix.NewReader(blob, newCache(0), ReaderOptions{})
 		var data [][]byte
-		err := r.load(context.Background(), len(ix.Spans)/2, len(ix.Spans)/2, 1, func(v [][]byte) { data = v })
+		err := r.load(context.Background(), len(ix.Spans)/2, len(ix.Spans)/2, 1, false, func(v [][]byte) { data = v })
 		if err != nil || !bytes.Equal(data[0], tarData[s.UOff:s.end()]) {
 			b.Fatal("bad span", err)
 		}

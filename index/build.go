@@ -28,6 +28,7 @@ type builder struct {
 	format   manifest.Format
 	spanSize int64
 	progress func(done, total int64)
+	keep     SpanBatch // this attempt's, nil: keep nothing
 }
 
 func (b *builder) newIndex() *Index {
@@ -63,7 +64,18 @@ func Build(ctx context.Context, opts Options) (*Index, error) {
 		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
+		b.keep = nil
+		if opts.Keep != nil {
+			b.keep = opts.Keep()
+		}
 		ix, err := b.build(ctx)
+		if b.keep != nil {
+			if err != nil {
+				b.keep.Abort()
+			} else if cerr := b.keep.Commit(); cerr != nil {
+				b.log.Warn("could not keep the spans the build decoded; reads will fetch them", "err", cerr)
+			}
+		}
 		if err == nil || attempt >= opts.Attempts || !worthRebuilding(ctx, err) {
 			return ix, err
 		}

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 
 	"github.com/klauspost/compress/flate"
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/imgfs/imgfs/manifest"
 )
 
 // gzipReadBuffer is the size of the reads the gzip builder makes from the
@@ -39,6 +42,10 @@ func buildGzip(ctx context.Context, b *builder) (*Index, error) {
 	in.br = bufio.NewReaderSize(in, gzipReadBuffer)
 	ix := b.newIndex()
 	gz := &gzipStream{in: in, ix: ix, spanSize: b.spanSize, windows: newWindowPacker()}
+	if b.keep != nil {
+		// The index is verified if the build succeeds: name the spans so.
+		gz.kept = &keptOutput{batch: b.keep, prefix: keyPrefix(ix.Layer, manifest.FormatGzip, "", true, ""), log: b.log}
+	}
 
 	walker := &tarWalker{log: b.log, pos: func() int64 { return gz.out }, hideTOCArtefacts: true}
 	if err := walker.collect(ctx, gz, ix); err != nil {
@@ -83,7 +90,9 @@ type gzipStream struct {
 	err          error // sticky
 	cpErr        error // a checkpoint that could not be placed, reported by Read
 
-	span Span // the span being built; its ULen and Digest are set when it ends
+	span        Span        // the span being built; its ULen and Digest are set when it ends
+	spanEntries int         // len(ix.Entries) when it started: the tar walker lags the inflater by its read-ahead, which only blurs where density is seen
+	kept        *keptOutput // nil: the decoded spans are not kept
 }
 
 func (g *gzipStream) Read(p []byte) (int, error) {
@@ -106,6 +115,9 @@ func (g *gzipStream) Read(p []byte) (int, error) {
 		if g.cpErr != nil {
 			g.err = g.cpErr
 			return 0, g.err
+		}
+		if g.kept != nil {
+			g.kept.write(p[:n], g.out, g.ix.Spans)
 		}
 		g.memberCRC = crc32.Update(g.memberCRC, crc32.IEEETable, p[:n])
 		g.memberOut += int64(n)
@@ -143,6 +155,14 @@ func (g *gzipStream) startMember() error {
 			return err
 		}
 		g.span = Span{UOff: 0, COff: g.deflateStart, Kind: SpanDeflate, Check: CheckCompressed, Window: -1}
+	case g.span.UOff == g.out && g.span.Window >= 0:
+		// The previous member's last block ended a span where the member
+		// ended: start that span here instead, without the window.
+		if err := g.in.startSpan(g.deflateStart); err != nil {
+			return err
+		}
+		g.windows.dropLast(g.span.Window)
+		g.span = Span{UOff: g.out, COff: g.deflateStart, Kind: SpanDeflate, Check: CheckCompressed, Window: -1}
 	case g.out-g.span.UOff >= max(1, g.spanSize/4):
 		// A member start is a free checkpoint: no bit offset, no history.
 		if err := g.cut(g.deflateStart*8, g.out, nil); err != nil {
@@ -183,10 +203,43 @@ func (g *gzipStream) onBlockEnd(cp flate.InflateCheckpoint) {
 	}
 	memberBase := g.out - g.memberOut // output of earlier members
 	u := memberBase + cp.UncompressedOffset
-	if u-g.span.UOff < g.spanSize {
+	if !g.spanFull(u - g.span.UOff) {
 		return
 	}
 	g.cpErr = g.cut(g.deflateStart*8+bit, u, cp.Window)
+}
+
+// spanFull says whether the span being built, now length bytes long, should
+// end at this block end. Spans are SpanSize long where files are large (a
+// big file is read sequentially: large spans cost nothing), and shorter
+// where many small files sit, since reading one of them decodes its whole
+// span: an eighth of SpanSize where the span holds at least 16 entries
+// (32 KiB each on average at the default), a quarter where it holds 4. A
+// checkpoint costs its window, 32 KiB compressed as well as the data
+// compresses (10-16 KiB), so the extra checkpoints stop while the windows
+// would take more than windowBudget of the output so far.
+func (g *gzipStream) spanFull(length int64) bool {
+	entries := len(g.ix.Entries) - g.spanEntries
+	switch {
+	case length >= g.spanSize:
+		return true
+	case g.windows.bytes+maxWindow/2 > windowBudget(g.out, len(g.ix.Entries)):
+		return false
+	case length >= g.spanSize/4 && entries >= 4:
+		return true
+	default:
+		return length >= g.spanSize/8 && entries >= 16
+	}
+}
+
+// windowBudget bounds the windows of the extra checkpoints placed where
+// files are small, for out bytes of output holding entries entries: 1% of
+// the output plus 64 B per entry, at most 2% of the output. The index (an
+// entry takes about 50 B) then stays within both of its size targets: 1% of
+// the uncompressed size plus 128 B per entry (docs/PERFORMANCE.md P7), and
+// 3% of the uncompressed size where files are not tiny.
+func windowBudget(out int64, entries int) int64 {
+	return min(out*2/100, out/100+64*int64(entries))
 }
 
 // trueBitOffset corrects the block-end position the inflater reports.
@@ -233,6 +286,7 @@ func (g *gzipStream) cut(bit, u int64, window []byte) error {
 		return err
 	}
 	g.span = Span{UOff: u, COff: bit / 8, Bit: uint8(bit % 8), Kind: SpanDeflate, Check: CheckCompressed, Window: w}
+	g.spanEntries = len(g.ix.Entries)
 	return nil
 }
 
@@ -250,6 +304,9 @@ func (g *gzipStream) finish() error {
 		return err
 	}
 	g.ix.Spans = append(g.ix.Spans, splitSpan(g.span, g.spanSize)...)
+	if g.kept != nil {
+		g.kept.write(nil, g.out, g.ix.Spans)
+	}
 	return nil
 }
 
@@ -270,4 +327,56 @@ func splitSpan(s Span, size int64) []Span {
 		out = append(out, p)
 	}
 	return out
+}
+
+// keptOutput collects a gzip build's output span by span and hands every
+// complete span to the batch (see Options.Keep).
+type keptOutput struct {
+	batch  SpanBatch
+	prefix string
+	log    *slog.Logger
+	buf    []byte // output from stream offset start on
+	start  int64  // -1: not collecting until the next span starts
+	next   int    // index of the next span to hand over
+	failed bool
+}
+
+// write takes output p, which starts at stream offset at, and hands over
+// the spans (of spans, the index so far) it completes. A span too large to
+// hold (a giant deflate block) is skipped, and collecting starts again at
+// the next span: reads fetch what was skipped.
+func (k *keptOutput) write(p []byte, at int64, spans []Span) {
+	if k.failed {
+		return
+	}
+	end := at + int64(len(p))
+	if k.start >= 0 && k.start <= end {
+		k.buf = append(k.buf, p[max(0, k.start-at):]...)
+	}
+	for k.next < len(spans) && spans[k.next].end() <= end {
+		s := &spans[k.next]
+		k.next++
+		if k.start < 0 || s.UOff < k.start {
+			continue
+		}
+		if err := k.batch.Add(spanKey(k.prefix, s), k.buf[s.UOff-k.start:s.end()-k.start]); err != nil {
+			k.log.Warn("could not keep the spans the build decodes; reads will fetch them", "err", err)
+			k.failed, k.buf = true, nil
+			return
+		}
+		n := copy(k.buf, k.buf[s.end()-k.start:])
+		k.buf, k.start = k.buf[:n], s.end()
+	}
+	if k.start < 0 && k.next == len(spans) {
+		var cur int64 // where the span being built starts
+		if len(spans) > 0 {
+			cur = spans[len(spans)-1].end()
+		}
+		if cur >= at && cur <= end {
+			k.start, k.buf = cur, append(k.buf[:0], p[cur-at:]...)
+		}
+	}
+	if int64(len(k.buf)) > maxSpanBytes+gzipReadBuffer {
+		k.start, k.buf = -1, k.buf[:0] // a giant block: wait for the next span
+	}
 }

@@ -1,10 +1,13 @@
 package index
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -94,7 +97,8 @@ func TestStoredBlockCheckpoints(t *testing.T) {
 
 // TestCheckpointPlacement: checkpoints at the start, at member starts at
 // least SpanSize/4 past the previous one, and at the first block end after
-// every SpanSize of output.
+// every SpanSize of output (or sooner where files are small, see
+// TestCheckpointsFollowFileDensity), never less than SpanSize/8 apart.
 func TestCheckpointPlacement(t *testing.T) {
 	rng := rand.New(rand.NewSource(24))
 	tarData, _ := randomLayer(rng, 60, 300<<10)
@@ -123,7 +127,7 @@ func TestCheckpointPlacement(t *testing.T) {
 		} else if s.Window == -1 {
 			t.Fatalf("span %d starts inside a member without a window", i)
 		}
-		if i+1 < len(ix.Spans) && !memberStarts[ix.Spans[i+1].UOff] && s.ULen < spanSize {
+		if i+1 < len(ix.Spans) && !memberStarts[ix.Spans[i+1].UOff] && s.ULen < spanSize/8 {
 			t.Fatalf("span %d ends at a block boundary after only %d bytes", i, s.ULen)
 		}
 		if s.ULen > spanSize+(1<<20) {
@@ -312,5 +316,142 @@ func TestBuildStartsAgainAfterBadBytes(t *testing.T) {
 		case attempts > 1 && !ix.Verified():
 			t.Fatal("rebuilt index not verified")
 		}
+	}
+}
+
+// recordBatch is a SpanBatch in memory that remembers what was committed.
+type recordBatch struct {
+	spans     map[string][]byte
+	committed bool
+	aborted   bool
+}
+
+func (b *recordBatch) Add(key string, data []byte) error {
+	b.spans[key] = bytes.Clone(data)
+	return nil
+}
+func (b *recordBatch) Commit() error { b.committed = true; return nil }
+func (b *recordBatch) Abort()        { b.aborted = true }
+
+// A gzip build keeps every span it decodes, under the keys reads use, and
+// commits them once the digest matched; reads then find them all and fetch
+// nothing. A build that fails (wrong digest) aborts its batch.
+func TestGzipBuildKeepsItsSpans(t *testing.T) {
+	rng := rand.New(rand.NewSource(41))
+	tarData, _ := randomLayer(rng, 40, 300<<10)
+	data := gzipBytes(tarData, 6)
+	var batches []*recordBatch
+	opts := buildOpts(data, manifest.FormatGzip, 64<<10)
+	opts.Keep = func() SpanBatch {
+		b := &recordBatch{spans: map[string][]byte{}}
+		batches = append(batches, b)
+		return b
+	}
+	ix, err := Build(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := batches[0]
+	if !b.committed || len(b.spans) != len(ix.Spans) {
+		t.Fatalf("committed %v, %d spans kept of %d", b.committed, len(b.spans), len(ix.Spans))
+	}
+	c := newCache(defaultTestCache)
+	for k, v := range b.spans {
+		c.Put(k, v)
+	}
+	blob := opts.Blob.(*memBlob)
+	blob.resetCounts()
+	r := ix.NewReader(blob, c, ReaderOptions{})
+	defer r.Close()
+	want := extract(t, tarData)
+	for _, e := range regularEntries(ix) {
+		checkRead(t, r, e, want[e.Name], make([]byte, e.Size), 0)
+	}
+	if blob.reads.Load() != 0 {
+		t.Fatalf("reads fetched %d times though the build kept every span", blob.reads.Load())
+	}
+
+	bad := buildOpts(data, manifest.FormatGzip, 64<<10)
+	bad.Layer.Digest = sha([]byte("another"))
+	bad.Keep = opts.Keep
+	if _, err := Build(context.Background(), bad); err == nil {
+		t.Fatal("built with a wrong digest")
+	}
+	if last := batches[len(batches)-1]; last.committed || !last.aborted {
+		t.Fatal("a failed build's spans were committed")
+	}
+}
+
+// TestCheckpointsFollowFileDensity: spans are short where many small files
+// sit (reading one decodes its span) and SpanSize long across large files,
+// and the windows of the extra checkpoints stay a small part of the layer.
+func TestCheckpointsFollowFileDensity(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	const spanSize = DefaultSpanSize
+	var entries []tarFile
+	for i := 0; i < 6000; i++ { // ~12 MiB of 2 KiB files of source-like entropy
+		words := make([]string, 300)
+		for j := range words {
+			words[j] = fmt.Sprintf("%x", rng.Intn(1<<16))
+		}
+		entries = append(entries, tarFile{hdr: tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("small/f%d", i), Mode: 0o644},
+			content: []byte(strings.Join(words, " "))})
+	}
+	smallEnd := len(entries)
+	for i := 0; i < 2; i++ { // 2 x 9 MiB files
+		big := make([]byte, 9<<20)
+		for j := range big {
+			big[j] = byte(rng.Intn(16))
+		}
+		entries = append(entries, tarFile{hdr: tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("big/f%d", i), Mode: 0o644}, content: big})
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		e.hdr.Size = int64(len(e.content))
+		if err := tw.WriteHeader(&e.hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(e.content); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tarData := buf.Bytes()
+	ix, err := Build(context.Background(), buildOpts(gzipBytes(tarData, 6), manifest.FormatGzip, spanSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	smallBytes := ix.Entries[smallEnd-1].Offset // where the big files start in the tar stream
+	var inSmall, bigSpans []int64
+	for i, s := range ix.Spans {
+		switch {
+		case s.end() <= smallBytes:
+			inSmall = append(inSmall, s.ULen)
+		case s.UOff > smallBytes && i+1 < len(ix.Spans):
+			bigSpans = append(bigSpans, s.ULen)
+		}
+	}
+	for _, n := range inSmall {
+		if n > spanSize/4+(256<<10) {
+			t.Errorf("a span among 2 KiB files decodes to %d bytes, want SpanSize/8 (%d) to SpanSize/4", n, spanSize/8)
+		}
+	}
+	if len(inSmall) < 10 {
+		t.Errorf("%d spans over %d bytes of small files, want short spans", len(inSmall), smallBytes)
+	}
+	for _, n := range bigSpans {
+		if n < spanSize {
+			t.Errorf("a span across large files decodes to %d bytes, want at least SpanSize (%d)", n, spanSize)
+		}
+	}
+	var windows int
+	for _, w := range ix.windows {
+		windows += len(w)
+	}
+	if limit := len(tarData) * 3 / 100; windows > limit {
+		t.Errorf("checkpoint windows take %d bytes, more than 3%% of the layer (%d)", windows, limit)
 	}
 }

@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
@@ -19,7 +20,7 @@ type flights struct {
 	base context.Context // the Reader's lifetime
 
 	mu sync.Mutex
-	m  map[int]*flight // by the first span of the run being fetched
+	m  map[int]*flight // by every span of the run being fetched
 }
 
 // fetchFunc is the body of a fetch. keep hands it the release of the
@@ -28,12 +29,13 @@ type flights struct {
 type fetchFunc func(ctx context.Context, keep func(release func())) ([][]byte, error)
 
 type flight struct {
-	done    chan struct{}
-	val     [][]byte
-	err     error
-	waiters int // reads waiting for or using the result; guarded by flights.mu
-	cancel  context.CancelFunc
-	release func() // the DecodeLimit share of the result; guarded by flights.mu
+	first, last int // the run of spans it fetches
+	done        chan struct{}
+	val         [][]byte
+	err         error
+	waiters     int // reads waiting for or using the result; guarded by flights.mu
+	cancel      context.CancelFunc
+	release     func() // the DecodeLimit share of the result; guarded by flights.mu
 	// background: started by readahead for nobody in particular. It is not
 	// cancelled when reads that joined it give up, and a read that joined
 	// it and saw it fail fetches again itself instead of reporting
@@ -45,24 +47,42 @@ func newFlights(base context.Context) *flights {
 	return &flights{base: base, m: make(map[int]*flight)}
 }
 
-// has reports whether a fetch starting at span i is in flight.
+// errNotCovered: the fetch a caller joined ended with fewer spans than it
+// set out to fetch (it found the first in the cache), not the caller's.
+var errNotCovered = errors.New("span not covered by the fetch joined")
+
+// has reports whether a fetch of span i is in flight.
 func (g *flights) has(i int) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.m[i] != nil
 }
 
-// do joins the fetch of span i in flight, or starts fn as that fetch,
-// waits for its result or for ctx to end, and calls use with the result
-// before letting it go. shared reports that the result came from a fetch
-// this call did not start; fromBackground that it came from a background
-// one.
-func (g *flights) do(ctx context.Context, i int, fn fetchFunc, use func([][]byte)) (err error, shared, fromBackground bool) {
+// do joins the fetch of span i in flight, or starts one of the run i..j
+// that plan gives (cut short before a span another fetch has), waits for
+// its result or for ctx to end, and calls use with the result from span i
+// on before letting it go. shared reports that the result came from a
+// fetch this call did not start; fromBackground that it came from a
+// background one.
+func (g *flights) do(ctx context.Context, i int, plan func() int, fn func(i, j int) fetchFunc, use func([][]byte)) (err error, shared, fromBackground bool) {
 	g.mu.Lock()
 	f := g.m[i]
-	started := f == nil
-	if started {
-		f = g.start(ctx, i, false, fn)
+	g.mu.Unlock()
+	j := i
+	if f == nil {
+		j = plan() // outside the lock: it looks at the cache and at g
+	}
+	g.mu.Lock()
+	started := false
+	if f = g.m[i]; f == nil {
+		for k := i + 1; k <= j; k++ {
+			if g.m[k] != nil {
+				j = k - 1
+				break
+			}
+		}
+		f = g.start(ctx, i, j, false, fn(i, j))
+		started = true
 	}
 	f.waiters++
 	g.mu.Unlock()
@@ -73,15 +93,19 @@ func (g *flights) do(ctx context.Context, i int, fn fetchFunc, use func([][]byte
 		select {
 		case <-f.done: // finished meanwhile: the result is as good as the error
 		default:
-			g.leave(i, f)
+			g.leave(f)
 			return ctx.Err(), !started, false
 		}
 	}
-	if f.err == nil {
-		use(f.val)
+	err = f.err
+	if k := i - f.first; err == nil && k >= len(f.val) {
+		err = errNotCovered
 	}
-	g.leave(i, f)
-	return f.err, !started, f.background
+	if err == nil {
+		use(f.val[i-f.first:])
+	}
+	g.leave(f)
+	return err, !started, f.background
 }
 
 // startBackground starts fn as the fetch of span i unless one is in
@@ -94,7 +118,7 @@ func (g *flights) startBackground(i int, fn fetchFunc, done func(error)) bool {
 	if g.m[i] != nil {
 		return false
 	}
-	g.start(g.base, i, true, func(ctx context.Context, keep func(func())) ([][]byte, error) {
+	g.start(g.base, i, i, true, func(ctx context.Context, keep func(func())) ([][]byte, error) {
 		v, err := fn(ctx, keep)
 		done(err)
 		return v, err
@@ -102,13 +126,16 @@ func (g *flights) startBackground(i int, fn fetchFunc, done func(error)) bool {
 	return true
 }
 
-// start launches fn for span i; g.mu is held.
-func (g *flights) start(ctx context.Context, i int, background bool, fn fetchFunc) *flight {
+// start launches fn for the run i..j, registered under each of its spans;
+// g.mu is held.
+func (g *flights) start(ctx context.Context, i, j int, background bool, fn fetchFunc) *flight {
 	// The caller's values (loggers, counters) but not its cancellation.
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(g.base, cancel)
-	f := &flight{done: make(chan struct{}), cancel: cancel, background: background}
-	g.m[i] = f
+	f := &flight{first: i, last: j, done: make(chan struct{}), cancel: cancel, background: background}
+	for k := i; k <= j; k++ {
+		g.m[k] = f
+	}
 	keep := func(release func()) {
 		g.mu.Lock()
 		f.release = release
@@ -119,9 +146,7 @@ func (g *flights) start(ctx context.Context, i int, background bool, fn fetchFun
 		stop()
 		cancel()
 		g.mu.Lock()
-		if g.m[i] == f {
-			delete(g.m, i)
-		}
+		g.forget(f)
 		if f.waiters == 0 {
 			f.releaseResult()
 		}
@@ -136,7 +161,7 @@ func (g *flights) start(ctx context.Context, i int, background bool, fn fetchFun
 // for nobody (and is not a readahead), it is cancelled and forgotten at
 // once, so that a new read starts a fresh one rather than joining one
 // being cancelled.
-func (g *flights) leave(i int, f *flight) {
+func (g *flights) leave(f *flight) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	f.waiters--
@@ -153,8 +178,15 @@ func (g *flights) leave(i int, f *flight) {
 		return
 	}
 	f.cancel()
-	if g.m[i] == f {
-		delete(g.m, i)
+	g.forget(f)
+}
+
+// forget unregisters f; g.mu is held.
+func (g *flights) forget(f *flight) {
+	for k := f.first; k <= f.last; k++ {
+		if g.m[k] == f {
+			delete(g.m, k)
+		}
 	}
 }
 

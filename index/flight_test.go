@@ -184,13 +184,13 @@ func TestDecodeLimitHoldsUntilUsed(t *testing.T) {
 	defer r.Close()
 	using := make(chan struct{})
 	finish := make(chan struct{})
-	go r.load(context.Background(), 1, 1, 1, func([][]byte) {
+	go r.load(context.Background(), 1, 1, 1, false, func([][]byte) {
 		close(using)
 		<-finish
 	})
 	waitFor(t, using, "the first read to hold its span")
 	second := make(chan error, 1)
-	go func() { second <- r.load(context.Background(), 3, 3, 1, func([][]byte) {}) }()
+	go func() { second <- r.load(context.Background(), 3, 3, 1, false, func([][]byte) {}) }()
 	select {
 	case err := <-second:
 		t.Fatalf("a second span was decoded while the first was still held (%v)", err)

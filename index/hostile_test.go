@@ -104,6 +104,8 @@ func TestGzipBomb(t *testing.T) {
 	zw.Close()
 	data := gz.Bytes()
 	opts := buildOpts(data, manifest.FormatGzip, 0)
+	kept := &recordBatch{spans: map[string][]byte{}}
+	opts.Keep = func() SpanBatch { return kept }
 	ix, err := Build(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +125,12 @@ func TestGzipBomb(t *testing.T) {
 	}
 	if st := r.Stats(); st.SpansDecoded != 1 || blob.bytes.Load() > int64(len(data)) {
 		t.Fatalf("one byte of a %d MiB bomb decoded %d spans from %d blob bytes", size>>20, st.SpansDecoded, blob.bytes.Load())
+	}
+	prefix := keyPrefix(ix.Layer, ix.Format, "", true, "")
+	for i := range ix.Spans {
+		if _, ok := kept.spans[spanKey(prefix, &ix.Spans[i])]; ok && ix.Spans[i].Skip > 0 {
+			t.Errorf("the build kept piece %d of a giant block (it cannot hold it)", i)
+		}
 	}
 	t.Logf("gzip bomb: %d KiB blob, %d spans", len(data)>>10, len(ix.Spans))
 }

@@ -11,33 +11,45 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Limits of one fetch: a read needing more spans than this loops.
+// Limits of one fetch: a read needing more spans than this loops. The span
+// count is high for the small chunks of TOC layers (see region.go): the
+// byte bounds are what matter.
 const (
-	maxRunSpans = 16
+	maxRunSpans = 1024
 	maxRunBytes = 32 << 20 // compressed bytes of one ReadAt
 	maxRunGap   = 64 << 10 // bytes between spans fetched rather than split into two reads
 )
 
-// load is the one way reads, readahead and prefetch get decoded spans: the
-// cache, else a fetch in flight for span i, else a new fetch of spans
+// load is the one way reads, readahead and prefetch get decoded spans the
+// cache does not have (they look there first): a fetch in flight for span
+// i, else a new fetch of spans
 // i..j (j <= last, at most maxSpans, see runEnd) that is verified, decoded
-// and cached. It calls use with the decoded bytes of span i and of the
+// and cached; with region, a TOC layer's fetch may go past last to the
+// chunks that follow (see region.go). It calls use with the decoded bytes
+// of span i and of the
 // spans after it that came with it (at least one), while they are held
 // against the DecodeLimit; use must not keep them.
 //
 // A caller that joined a background fetch (readahead) which then failed
 // fetches again itself, up to twice: readahead errors are never a read's.
-func (r *Reader) load(ctx context.Context, i, last, maxSpans int, use func([][]byte)) error {
+func (r *Reader) load(ctx context.Context, i, last, maxSpans int, region bool, use func([][]byte)) error {
 	key := r.key(i)
-	if data, ok := r.cached(key, i); ok {
-		r.countHit(false)
-		use([][]byte{data})
-		return nil
+	plan := func() int {
+		if region {
+			last = r.regionEnd(i, last)
+		}
+		return r.runEnd(i, last, maxSpans)
 	}
 	for attempt := 0; ; attempt++ {
 		var lateHit bool
-		err, shared, fromBackground := r.flights.do(ctx, i, r.fetchFunc(i, last, maxSpans, &lateHit), use)
-		if err != nil && shared && fromBackground && attempt < 2 {
+		fetch := func(i, j int) fetchFunc { return r.fetchFunc(i, j, &lateHit) }
+		err, shared, fromBackground := r.flights.do(ctx, i, plan, fetch, use)
+		if errors.Is(err, errNotCovered) || err != nil && shared && fromBackground && attempt < 2 {
+			if data, ok := r.cached(key, i); ok {
+				r.countHit(false)
+				use([][]byte{data})
+				return nil
+			}
 			continue
 		}
 		if err != nil {
@@ -52,11 +64,11 @@ func (r *Reader) load(ctx context.Context, i, last, maxSpans int, use func([][]b
 	}
 }
 
-// fetchFunc is the body of a fetch starting at span i: a last look at the
-// cache (a fetch that just finished may have filled it after the caller
-// looked: that is a hit, not a second decode; it sets *lateHit), then
-// fetchRun of the run from i towards last.
-func (r *Reader) fetchFunc(i, last, maxSpans int, lateHit *bool) fetchFunc {
+// fetchFunc is the body of a fetch of the run i..j: a last look at the
+// cache for span i (a fetch that just finished may have filled it after
+// the caller looked: that is a hit, not a second decode; it sets
+// *lateHit, and the fetch ends with span i alone), then fetchRun.
+func (r *Reader) fetchFunc(i, j int, lateHit *bool) fetchFunc {
 	return func(ctx context.Context, keep func(func())) ([][]byte, error) {
 		key := r.key(i)
 		if r.cache.Contains(key) {
@@ -65,7 +77,7 @@ func (r *Reader) fetchFunc(i, last, maxSpans int, lateHit *bool) fetchFunc {
 				return [][]byte{data}, nil
 			}
 		}
-		return r.fetchRun(ctx, i, r.runEnd(i, last, maxSpans), keep)
+		return r.fetchRun(ctx, i, j, keep)
 	}
 }
 
@@ -138,6 +150,9 @@ func (r *Reader) fetchRun(ctx context.Context, i, j int, keep func(release func(
 		return nil, err
 	}
 	keep(release)
+	if k := spans[0].Kind; k == SpanGzipMember || k == SpanZstdFrame {
+		r.region.fetched(end)
+	}
 	for k := range spans {
 		r.cache.Put(r.key(i+k), out[k])
 	}

@@ -50,7 +50,7 @@ func (r *Reader) Prefetch(ctx context.Context) error {
 		// Unlike a read's run, a prefetch run has no span count limit:
 		// nothing waits for it. maxRunBytes still bounds each request.
 		got := 0
-		if err := r.load(ctx, i, last, len(spans), func(v [][]byte) { got = len(v) }); err != nil {
+		if err := r.load(ctx, i, last, len(spans), false, func(v [][]byte) { got = len(v) }); err != nil {
 			return fmt.Errorf("layer %s: prefetch prioritized files (stream offset %d): %w", r.ix.Layer, spans[i].UOff, err)
 		}
 		// A joined fetch may have covered fewer spans than this one would.

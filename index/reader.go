@@ -8,6 +8,10 @@ import (
 	"log/slog"
 	"strconv"
 	"sync/atomic"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/imgfs/imgfs/manifest"
 )
 
 // Reader serves byte ranges of an index's entries from the layer blob,
@@ -20,6 +24,7 @@ type Reader struct {
 	dec     spanDecoders
 	ra      readahead
 	flights *flights
+	region  region
 	decode  *DecodeLimit
 	stop    context.CancelFunc // ends background fetches (Close)
 	log     *slog.Logger
@@ -90,6 +95,7 @@ func (ix *Index) NewReader(blob Blob, cache SpanCache, opts ReaderOptions) *Read
 	}
 	r := &Reader{ix: ix, blob: blob, cache: cache, prefix: ix.cacheKeyPrefix(), log: log,
 		flights: newFlights(base), decode: decode, stop: stop}
+	r.region.lastEnd, r.region.extraLast = -1, -1
 	r.ra.init(opts)
 	return r
 }
@@ -165,13 +171,28 @@ func (r *Reader) readStream(ctx context.Context, p []byte, u int64) (int, error)
 		if i < 0 {
 			return done, fmt.Errorf("no span holds stream offset %d: %w", u, ErrCorrupt)
 		}
+		// A span in the cache, in memory or on disk, is copied straight
+		// into p: a disk-cached span is read in the blocks needed, not
+		// loaded whole and promoted (rereads after a remount).
+		s := &spans[i]
+		r.usedSpan(i)
+		want := min(int64(len(p)-done), s.end()-u)
+		if n, ok := r.cache.ReadAt(r.key(i), p[done:done+int(want)], u-s.UOff); ok && int64(n) == want {
+			r.countHit(false)
+			done += n
+			u += int64(n)
+			continue
+		}
 		last := spanAt(spans, u+int64(len(p)-done)-1)
-		err := r.load(ctx, i, last, maxRunSpans, func(decoded [][]byte) {
+		err := r.load(ctx, i, last, maxRunSpans, true, func(decoded [][]byte) {
 			for k, data := range decoded {
 				if done == len(p) {
 					break
 				}
 				s := &spans[i+k]
+				if k > 0 {
+					r.usedSpan(i + k)
+				}
 				n := copy(p[done:], data[u-s.UOff:])
 				done += n
 				u += int64(n)
@@ -190,25 +211,31 @@ func (r *Reader) readStream(ctx context.Context, p []byte, u int64) (int, error)
 // against the whole blob, so two manifests may name one digest with
 // different TOCs); and for an unverified index the scope that served it.
 func (ix *Index) cacheKeyPrefix() string {
-	prefix := ix.Layer.String() + "/" + string(ix.Format) + "/"
-	if toc := ix.Meta[metaTOCDigest]; toc != "" {
-		prefix += toc + "/"
-	}
-	if !ix.verified {
-		prefix += "scope:" + ix.Meta[metaScope] + "/"
-	}
-	if o := ix.Meta[metaOrigin]; o != "" { // how its spans decode came from there
+	prefix := keyPrefix(ix.Layer, ix.Format, ix.Meta[metaTOCDigest], ix.verified, ix.Meta[metaScope])
+	if o := ix.Meta[metaOrigin]; o != "" { // how its spans decode came from there (an index artifact)
 		prefix += "origin:" + o + "/"
 	}
 	return prefix
 }
 
-// key names span i in the cache: its place in the stream and, when it has
-// one, the digest its bytes are checked against, so a cache entry is bound
-// to the content it must have.
-func (r *Reader) key(i int) string {
-	s := &r.ix.Spans[i]
-	k := r.prefix + strconv.FormatInt(s.UOff, 10) + "+" + strconv.FormatInt(s.ULen, 10)
+func keyPrefix(layer digest.Digest, format manifest.Format, toc string, verified bool, scope string) string {
+	prefix := layer.String() + "/" + string(format) + "/"
+	if toc != "" {
+		prefix += toc + "/"
+	}
+	if !verified {
+		prefix += "scope:" + scope + "/"
+	}
+	return prefix
+}
+
+func (r *Reader) key(i int) string { return spanKey(r.prefix, &r.ix.Spans[i]) }
+
+// spanKey names span s of the stream named by prefix in the cache: its
+// place in the stream and, when it has one, the digest its bytes are
+// checked against, so a cache entry is bound to the content it must have.
+func spanKey(prefix string, s *Span) string {
+	k := prefix + strconv.FormatInt(s.UOff, 10) + "+" + strconv.FormatInt(s.ULen, 10)
 	if s.Check != CheckNone {
 		k += "#" + hex.EncodeToString(s.Digest[:8])
 	}

@@ -16,6 +16,7 @@ const maxWindow = 32 << 10
 // uncompressed size at the default span size.
 type windowPacker struct {
 	windows [][]byte
+	bytes   int64 // the sum of their lengths
 	buf     bytes.Buffer
 	w       *flate.Writer
 }
@@ -34,7 +35,17 @@ func (p *windowPacker) add(window []byte) int32 {
 	_, _ = p.w.Write(window)
 	_ = p.w.Close()
 	p.windows = append(p.windows, bytes.Clone(p.buf.Bytes()))
+	p.bytes += int64(p.buf.Len())
 	return int32(len(p.windows) - 1)
+}
+
+// dropLast forgets window i if it is the last one added: a checkpoint that
+// turned out not to need it.
+func (p *windowPacker) dropLast(i int32) {
+	if int(i) == len(p.windows)-1 {
+		p.bytes -= int64(len(p.windows[i]))
+		p.windows = p.windows[:i]
+	}
 }
 
 // unpackWindow inflates a stored window.

@@ -570,7 +570,15 @@ func TestCLIMountRegistryGone(t *testing.T) {
 	}
 	t.Cleanup(proxy.Close)
 	ref := proxy.Host + "/cli/gone@" + img.Digest.String()
-	m := mountImage(t, ref, mountOptions{}) // cold cache: nothing of the files is local
+	// Building the gzip index keeps the spans it streamed (fetched once), so
+	// a cold mount would read data/gzip from them: index first, then drop
+	// the spans, so that the indexes are local and no file byte is.
+	cacheDir := t.TempDir()
+	mustCLI(t, cliEnvFor(cacheDir), "--plain-http", "index", ref)
+	if err := os.RemoveAll(filepath.Join(cacheDir, "spans")); err != nil {
+		t.Fatal(err)
+	}
+	m := mountImage(t, ref, mountOptions{CacheDir: cacheDir})
 	proxy.Close()
 
 	readBounded := func(p string) ([]byte, error) {
@@ -686,5 +694,32 @@ func TestCLIMountSignalWhileBusy(t *testing.T) {
 	}
 	if IsMounted(dir) {
 		t.Fatalf("%s still mounted after the server exited", dir)
+	}
+}
+
+// TestCLIGzipFetchedOnce: a never-seen gzip layer is streamed once to build
+// its index, and what was streamed is kept: with the registry gone right
+// after the mount, every file of that layer still reads.
+func TestCLIGzipFetchedOnce(t *testing.T) {
+	reg := StartRegistry(t, RegistryOptions{})
+	content := conformanceRandom(3 << 20)
+	gz := MustLayer(t, LayerSpec{Entries: []Entry{
+		Dir("data"), File("data/small", "small\n"),
+		{Path: "data/big", Type: TypeFile, Mode: 0o644, Content: content},
+	}})
+	img := MustImage(t, ImageSpec{Layers: []*BuiltLayer{gz}})
+	reg.PushImage(t, "cli/once", "v1", img)
+	proxy, err := StartTCPProxy(reg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	m := mountImage(t, proxy.Host+"/cli/once@"+img.Digest.String(), mountOptions{})
+	proxy.Close()
+	if got, err := os.ReadFile(m.path("data/big")); err != nil || !bytes.Equal(got, content) {
+		t.Errorf("data/big with the registry gone after a cold mount: %d bytes, %v", len(got), err)
+	}
+	if got, err := os.ReadFile(m.path("data/small")); err != nil || string(got) != "small\n" {
+		t.Errorf("data/small with the registry gone after a cold mount: %q, %v", got, err)
 	}
 }

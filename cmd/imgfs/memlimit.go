@@ -7,10 +7,12 @@ import (
 )
 
 // mountHeapOverhead is the heap a mount server may use beyond its memory
-// cache: spans being fetched and decoded (index.DefaultDecodeBytes), and 32
-// MiB for spans queued for the disk cache, FUSE buffers, the tree and the
-// indexes.
-const mountHeapOverhead = index.DefaultDecodeBytes + 32<<20
+// cache: spans being fetched and decoded (index.DefaultDecodeBytes), and 8
+// MiB for FUSE buffers, the tree and the indexes. Spans queued for the disk
+// cache share that room with the decodes: the limit is soft, and reading a
+// whole image was as fast with 72 MiB in all (32 MiB cache) as with 96,
+// at 80 MiB peak RSS instead of 100 (docs/PERFORMANCE.md P9).
+const mountHeapOverhead = index.DefaultDecodeBytes + 8<<20
 
 // applyMountMemoryLimit sets the Go runtime's soft memory limit to the
 // memory cache plus mountHeapOverhead, unless the user set GOMEMLIMIT. The

@@ -93,6 +93,11 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	if limit := applyMountMemoryLimit(a.getenv, memory); limit > 0 {
 		a.logger.Debug("Go memory limit set", "bytes", limit)
 	}
+	stopProfile, err := startCPUProfile(a.getenv)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	prefetch, err := parsePrefetch(f.prefetch)
 	if err != nil {
 		return err

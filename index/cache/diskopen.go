@@ -122,7 +122,12 @@ func scanDir(dir string, writable bool, logger *slog.Logger, remove func(string)
 			if path == dir || (parent == dir && isFanOut(de.Name())) {
 				return nil
 			}
-			return fs.SkipDir // not ours
+			if info, err := de.Info(); err == nil && writable && parent == dir && isStaleStaging(de.Name(), info.ModTime()) {
+				if err := os.RemoveAll(path); err != nil {
+					skip(err)
+				}
+			}
+			return fs.SkipDir // not ours, or a batch being staged
 		}
 		name := de.Name()
 		if strings.HasSuffix(name, ".tmp") {

@@ -145,6 +145,8 @@ var phases = []phase{
 	{"startup", "P1/P2 mount + first exec", []string{"py"}, (*bench).measureStartup},
 	{"fetched", "P3 bytes fetched", []string{"py"}, (*bench).measureFetched},
 	{"throughput", "P4/P5 read throughput", []string{"big"}, (*bench).measureThroughput},
+	{"readall", "P9/P10 cold read of every file", []string{"py"}, (*bench).measureReadAll},
+	{"reread", "P4d rereads from the disk cache", []string{"big"}, (*bench).measureReread},
 	{"walk", "P6 find + stat", []string{"tree50k"}, (*bench).measureWalk},
 	{"overlay", "P6o find + stat under overlayfs", []string{"meta50k"}, (*bench).measureOverlay},
 	{"index", "P7 index build", []string{"py"}, (*bench).measureIndexBuild},
