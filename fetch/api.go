@@ -100,6 +100,13 @@ func (r *Repository) Manifest(ctx context.Context, reference string, accept []st
 	return r.impl.manifest(ctx, reference, accept)
 }
 
+// GetManifest is Manifest without resolving a tag by HEAD first: one GET
+// (through the mirrors that resolve tags, then the registry), for a tag
+// that is rarely in the manifest cache (an index artifact's).
+func (r *Repository) GetManifest(ctx context.Context, reference string, accept []string) (*ManifestResponse, error) {
+	return r.impl.fetchManifest(ctx, reference, digestRef(reference), accept)
+}
+
 // FetchBlob GETs a whole small blob (a config) and verifies its digest.
 func (r *Repository) FetchBlob(ctx context.Context, dgst digest.Digest, maxSize int64) ([]byte, error) {
 	return r.impl.fetchBlob(ctx, dgst, maxSize)

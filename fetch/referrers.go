@@ -93,8 +93,9 @@ type ArtifactBlob struct {
 // the image manifest body (which names them, and may name a subject) by
 // digest; for a manifest with a subject on a registry without the
 // referrers API, it also adds it to the subject's referrers tag. Push
-// rights are negotiated now, with the repository's credentials.
-func (r *Repository) PushArtifact(ctx context.Context, blobs []ArtifactBlob, body []byte) (digest.Digest, error) {
+// rights are negotiated now, with the repository's credentials. The
+// manifest is also tagged with each of tags.
+func (r *Repository) PushArtifact(ctx context.Context, blobs []ArtifactBlob, body []byte, tags ...string) (digest.Digest, error) {
 	ri := r.impl
 	pushT, err := transport.NewWithContext(ctx, ri.repo.Registry, ri.auth, ri.inner, []string{ri.repo.Scope(transport.PushScope)})
 	if err != nil {
@@ -109,6 +110,14 @@ func (r *Repository) PushArtifact(ctx context.Context, blobs []ArtifactBlob, bod
 	d := digest.FromBytes(body)
 	if err := remote.Put(ri.repo.Digest(d.String()), rawManifest{body: body, mediaType: ocispec.MediaTypeImageManifest}, opts...); err != nil {
 		return "", fmt.Errorf("push manifest to %s: %w", ri.repo, mapTransportError(err))
+	}
+	for _, tag := range tags {
+		if !validTag(tag) {
+			return d, fmt.Errorf("tag %q: invalid", tag)
+		}
+		if err := remote.Put(ri.repo.Tag(tag), rawManifest{body: body, mediaType: ocispec.MediaTypeImageManifest}, opts...); err != nil {
+			return d, fmt.Errorf("tag manifest %s:%s: %w", ri.repo, tag, mapTransportError(err))
+		}
 	}
 	return d, nil
 }

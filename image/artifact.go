@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,7 +35,9 @@ import (
 //	subject       the image manifest
 //	annotations   org.opencontainers.image.created
 //
-// found through the referrers API or the referrers tag schema.
+// found through the referrers API or the referrers tag schema, and tagged
+// ArtifactTag(image manifest digest) too: the newest is found with one
+// request.
 const (
 	ArtifactType      = "application/vnd.imgfs.index.v1"
 	IndexMediaType    = "application/vnd.imgfs.index.layer.v1"
@@ -139,11 +142,30 @@ func (a *artifacts) discover(ctx context.Context) error {
 			a.err = errNoArtifact
 			return
 		}
-		refs, err := a.repo.Referrers(ctx, a.subject, ArtifactType)
-		if err != nil {
-			a.err = err
+		// The tag of the newest artifact (one request) and the referrers
+		// (the standard way, for artifacts pushed otherwise) at once.
+		tagged := make(chan bool, 1)
+		go func() { tagged <- a.fromTag(ctx) }()
+		type referrers struct {
+			refs []ocispec.Descriptor
+			err  error
+		}
+		listed := make(chan referrers, 1)
+		lctx, stopListing := context.WithCancel(ctx)
+		defer stopListing()
+		go func() {
+			refs, err := a.repo.Referrers(lctx, a.subject, ArtifactType)
+			listed <- referrers{refs, err}
+		}()
+		if <-tagged {
 			return
 		}
+		l := <-listed
+		if l.err != nil {
+			a.err = l.err
+			return
+		}
+		refs := l.refs
 		slices.SortStableFunc(refs, func(x, y ocispec.Descriptor) int {
 			return cmp.Compare(y.Annotations[ocispec.AnnotationCreated], x.Annotations[ocispec.AnnotationCreated])
 		})
@@ -156,30 +178,60 @@ func (a *artifacts) discover(ctx context.Context) error {
 				a.problem(fmt.Sprintf("artifact %s: %v", ref.Digest, err))
 				continue
 			}
-			var m ocispec.Manifest
-			if err := json.Unmarshal(resp.Body, &m); err != nil || m.ArtifactType != ArtifactType || m.Subject == nil || m.Subject.Digest != a.subject {
-				a.problem(fmt.Sprintf("artifact %s is not an imgfs index artifact of this image", ref.Digest))
-				continue
-			}
-			for _, l := range m.Layers {
-				ld, err := digest.Parse(l.Annotations[AnnotationLayer])
-				if err != nil || l.MediaType != IndexMediaType {
-					continue
-				}
-				if l.Annotations[AnnotationVersion] != strconv.Itoa(index.FileVersion) {
-					a.problem(fmt.Sprintf("layer %s: index version %q, this imgfs reads %d", ld, l.Annotations[AnnotationVersion], index.FileVersion))
-					continue
-				}
-				if _, ok := a.byLayer[ld]; !ok {
-					a.byLayer[ld] = artifactLayer{artifact: ref.Digest, desc: l}
-				}
-			}
+			a.use(ref.Digest, resp.Body)
 		}
 		if len(a.byLayer) == 0 && len(a.problems) == 0 {
 			a.err = errNoArtifact
 		}
 	})
 	return a.err
+}
+
+// fromTag takes the artifact tagged ArtifactTag(subject), if there is one
+// and it is usable; false: look among the referrers.
+func (a *artifacts) fromTag(ctx context.Context) bool {
+	resp, err := a.repo.GetManifest(ctx, ArtifactTag(a.subject), []string{ocispec.MediaTypeImageManifest})
+	if err != nil {
+		return false
+	}
+	d := resp.DockerContentDigest
+	if d == "" {
+		d = digest.FromBytes(resp.Body)
+	}
+	a.use(d, resp.Body)
+	return len(a.byLayer) > 0
+}
+
+// use notes, for each layer, the index blob the artifact manifest body
+// (with digest d) has for it, unless an earlier artifact had one.
+func (a *artifacts) use(d digest.Digest, body []byte) {
+	var m ocispec.Manifest
+	if err := json.Unmarshal(body, &m); err != nil || m.ArtifactType != ArtifactType || m.Subject == nil || m.Subject.Digest != a.subject {
+		a.problem(fmt.Sprintf("artifact %s is not an imgfs index artifact of this image", d))
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, l := range m.Layers {
+		ld, err := digest.Parse(l.Annotations[AnnotationLayer])
+		if err != nil || l.MediaType != IndexMediaType {
+			continue
+		}
+		if l.Annotations[AnnotationVersion] != strconv.Itoa(index.FileVersion) {
+			a.problems = append(a.problems, fmt.Sprintf("layer %s: index version %q, this imgfs reads %d", ld, l.Annotations[AnnotationVersion], index.FileVersion))
+			continue
+		}
+		if _, ok := a.byLayer[ld]; !ok {
+			a.byLayer[ld] = artifactLayer{artifact: d, desc: l}
+		}
+	}
+}
+
+// ArtifactTag is the tag an index artifact is also pushed under, next to
+// the referrers of its image (as cosign tags signatures): sha256-<hex>.imgfs.
+// A node finds the newest artifact with one request.
+func ArtifactTag(subject digest.Digest) string {
+	return strings.Replace(subject.String(), ":", "-", 1) + ".imgfs"
 }
 
 func (a *artifacts) problem(p string) {
@@ -308,7 +360,7 @@ func (img *Image) PushIndexes(ctx context.Context) (PushResult, error) {
 		return PushResult{}, err
 	}
 	blobs = append(blobs, fetch.ArtifactBlob{MediaType: ocispec.MediaTypeEmptyJSON, Data: []byte("{}")})
-	d, err := img.repo.PushArtifact(ctx, blobs, body)
+	d, err := img.repo.PushArtifact(ctx, blobs, body, ArtifactTag(m.Digest))
 	if err != nil {
 		return PushResult{}, err
 	}
