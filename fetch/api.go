@@ -100,11 +100,12 @@ func (r *Repository) Manifest(ctx context.Context, reference string, accept []st
 	return r.impl.manifest(ctx, reference, accept)
 }
 
-// GetManifest is Manifest without resolving a tag by HEAD first: one GET
-// (through the mirrors that resolve tags, then the registry), for a tag
-// that is rarely in the manifest cache (an index artifact's).
-func (r *Repository) GetManifest(ctx context.Context, reference string, accept []string) (*ManifestResponse, error) {
-	return r.impl.fetchManifest(ctx, reference, digestRef(reference), accept)
+// HeadManifest resolves a tag to its digest with a HEAD request to the
+// registry (no GET: registries such as Docker Hub count GETs against pull
+// limits, even through a pull-through cache, which GETs a tag upstream
+// when its HEAD finds nothing). ErrNotFound when there is no such tag.
+func (r *Repository) HeadManifest(ctx context.Context, tag string, accept []string) (digest.Digest, error) {
+	return r.impl.headManifest(ctx, tag, accept)
 }
 
 // FetchBlob GETs a whole small blob (a config) and verifies its digest.

@@ -36,8 +36,8 @@ import (
 //	annotations   org.opencontainers.image.created
 //
 // found through the referrers API or the referrers tag schema, and tagged
-// ArtifactTag(image manifest digest) too: the newest is found with one
-// request.
+// ArtifactTag(image manifest digest) too: the newest is found with a HEAD
+// and a GET by digest.
 const (
 	ArtifactType      = "application/vnd.imgfs.index.v1"
 	IndexMediaType    = "application/vnd.imgfs.index.layer.v1"
@@ -190,13 +190,15 @@ func (a *artifacts) discover(ctx context.Context) error {
 // fromTag takes the artifact tagged ArtifactTag(subject), if there is one
 // and it is usable; false: look among the referrers.
 func (a *artifacts) fromTag(ctx context.Context) bool {
-	resp, err := a.repo.GetManifest(ctx, ArtifactTag(a.subject), []string{ocispec.MediaTypeImageManifest})
+	accept := []string{ocispec.MediaTypeImageManifest}
+	d, err := a.repo.HeadManifest(ctx, ArtifactTag(a.subject), accept)
 	if err != nil {
 		return false
 	}
-	d := resp.DockerContentDigest
-	if d == "" {
-		d = digest.FromBytes(resp.Body)
+	resp, err := a.repo.Manifest(ctx, d.String(), accept) // by digest: cache, mirrors, registry
+	if err != nil {
+		a.problem(fmt.Sprintf("artifact %s: %v", d, err))
+		return false
 	}
 	a.use(d, resp.Body)
 	return len(a.byLayer) > 0
@@ -229,7 +231,8 @@ func (a *artifacts) use(d digest.Digest, body []byte) {
 
 // ArtifactTag is the tag an index artifact is also pushed under, next to
 // the referrers of its image (as cosign tags signatures): sha256-<hex>.imgfs.
-// A node finds the newest artifact with one request.
+// A node finds the newest artifact with a HEAD of it and a GET of the
+// manifest by digest (which a mirror or the manifest cache may serve).
 func ArtifactTag(subject digest.Digest) string {
 	return strings.Replace(subject.String(), ":", "-", 1) + ".imgfs"
 }
