@@ -142,30 +142,18 @@ func (a *artifacts) discover(ctx context.Context) error {
 			a.err = errNoArtifact
 			return
 		}
-		// The tag of the newest artifact (one request) and the referrers
-		// (the standard way, for artifacts pushed otherwise) at once.
-		tagged := make(chan bool, 1)
-		go func() { tagged <- a.fromTag(ctx) }()
-		type referrers struct {
-			refs []ocispec.Descriptor
-			err  error
-		}
-		listed := make(chan referrers, 1)
-		lctx, stopListing := context.WithCancel(ctx)
-		defer stopListing()
-		go func() {
-			refs, err := a.repo.Referrers(lctx, a.subject, ArtifactType)
-			listed <- referrers{refs, err}
-		}()
-		if <-tagged {
+		// The tag of the newest artifact first (a HEAD, then the artifact by
+		// digest); only without it, the referrers (the standard way, for
+		// artifacts pushed otherwise): a registry on a node's critical path
+		// gets as few requests as can be.
+		if a.fromTag(ctx) {
 			return
 		}
-		l := <-listed
-		if l.err != nil {
-			a.err = l.err
+		refs, err := a.repo.Referrers(ctx, a.subject, ArtifactType)
+		if err != nil {
+			a.err = err
 			return
 		}
-		refs := l.refs
 		slices.SortStableFunc(refs, func(x, y ocispec.Descriptor) int {
 			return cmp.Compare(y.Annotations[ocispec.AnnotationCreated], x.Annotations[ocispec.AnnotationCreated])
 		})
