@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -31,6 +32,21 @@ type Options struct {
 	// MaxWholeBlob bounds the blob kept whole in memory when its server
 	// ignores Range requests (larger ones fail with a clear error); 0: 256 MiB.
 	MaxWholeBlob int64
+	// AllowPlainHTTP: when the registry cannot be reached over https,
+	// speak http (containers-registries.conf's insecure = true, with
+	// Insecure for the https attempt).
+	AllowPlainHTTP bool
+	// ManifestCacheDir keeps manifests fetched by digest (immutable); a
+	// tag whose digest's manifest is there is resolved with a HEAD
+	// request. "": no manifest cache. See manifestcache.go.
+	ManifestCacheDir string
+	// Mirrors are tried in order before the registry for the requests
+	// they are eligible for (see Mirror); a failing one falls back to the
+	// next, then to the registry.
+	Mirrors []Mirror
+	// Proxy chooses the HTTP proxy of a request when Transport is nil;
+	// nil: http.ProxyFromEnvironment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY).
+	Proxy func(*http.Request) (*url.URL, error)
 }
 
 // RetryPolicy bounds retries of transient failures (5xx, 429, resets, timeouts).
@@ -69,7 +85,7 @@ type Repository struct {
 // NewRepository pings the registry, negotiates authentication for pull and
 // returns a client.
 func NewRepository(ctx context.Context, repo name.Repository, opts Options) (*Repository, error) {
-	r, err := newRepository(ctx, repo, opts)
+	r, err := connect(ctx, repo, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +98,14 @@ func NewRepository(ctx context.Context, repo name.Repository, opts Options) (*Re
 // whose digest covers its payload without signatures: the caller checks that.
 func (r *Repository) Manifest(ctx context.Context, reference string, accept []string) (*ManifestResponse, error) {
 	return r.impl.manifest(ctx, reference, accept)
+}
+
+// HeadManifest resolves a tag to its digest with a HEAD request to the
+// registry (no GET: registries such as Docker Hub count GETs against pull
+// limits, even through a pull-through cache, which GETs a tag upstream
+// when its HEAD finds nothing). ErrNotFound when there is no such tag.
+func (r *Repository) HeadManifest(ctx context.Context, tag string, accept []string) (digest.Digest, error) {
+	return r.impl.headManifest(ctx, tag, accept)
 }
 
 // FetchBlob GETs a whole small blob (a config) and verifies its digest.
@@ -99,6 +123,7 @@ func (r *Repository) OpenBlob(ctx context.Context, dgst digest.Digest, size int6
 // concurrent use. Bytes it returns are not verified: callers verify.
 type Blob struct {
 	impl *blob
+	srcs *sources // mirrors, then impl; nil without mirrors
 }
 
 func (b *Blob) Digest() digest.Digest { return b.impl.dgst }
@@ -107,12 +132,25 @@ func (b *Blob) Size() int64           { return b.impl.size }
 // ReadAt reads len(p) bytes at off with one range request (retried, and
 // resumed where a body broke off), as io.ReaderAt does, until ctx ends.
 func (b *Blob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if b.srcs != nil {
+		return b.srcs.readAt(ctx, p, off)
+	}
 	return b.impl.readAt(ctx, p, off)
 }
 
 // Open streams the whole blob from the start (for one-pass index builds),
 // until ctx ends or the body is closed.
-func (b *Blob) Open(ctx context.Context) (io.ReadCloser, error) { return b.impl.open(ctx) }
+func (b *Blob) Open(ctx context.Context) (io.ReadCloser, error) {
+	if b.srcs != nil {
+		return b.srcs.open(ctx)
+	}
+	return b.impl.open(ctx)
+}
 
-// Stats reports the network cost so far.
-func (b *Blob) Stats() BlobStats { return b.impl.stats() }
+// Stats reports the network cost so far (at mirrors and the registry).
+func (b *Blob) Stats() BlobStats {
+	if b.srcs != nil {
+		return b.srcs.stats()
+	}
+	return b.impl.stats()
+}

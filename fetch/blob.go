@@ -25,6 +25,7 @@ type blob struct {
 	dgst     digest.Digest
 	size     int64 // known once openBlob returns
 	counters netCounters
+	mirror   bool // at a mirror: a 200 to a Range request means "not cached yet" (errWarming)
 
 	mu            sync.Mutex
 	direct        *url.URL // where the registry redirected a GET of this blob
@@ -49,7 +50,14 @@ func (r *repository) openBlob(ctx context.Context, dgst digest.Digest, size int6
 			return nil, fmt.Errorf("blob %s@%s: size: %w", r.repo, dgst, err)
 		}
 	}
-	return &Blob{impl: b}, nil
+	out := &Blob{impl: b}
+	for _, m := range r.mirrors {
+		if m.cfg.Digests {
+			out.srcs = r.newSources(b)
+			break
+		}
+	}
+	return out, nil
 }
 
 func (b *blob) stats() BlobStats { return b.counters.snapshot() }
@@ -310,6 +318,10 @@ func (b *blob) readOnce(ctx context.Context, p []byte, off int64) (int, error) {
 		}
 		return io.ReadFull(resp.Body, p)
 	case http.StatusOK:
+		if b.mirror {
+			resp.Body.Close() // a pull-through cache goes on caching it
+			return 0, errWarming
+		}
 		b.r.log.LogAttrs(ctx, slog.LevelInfo, "server ignores Range requests for this blob; keeping it whole in memory",
 			slog.String("digest", b.dgst.String()), slog.Int64("size", b.size))
 		whole, err := b.keepWhole(ctx, resp)

@@ -86,7 +86,11 @@ func (o Options) withDefaults() Options {
 		o.MaxWholeBlob = defaultMaxWholeBlob
 	}
 	if o.Transport == nil {
-		o.Transport = NewBaseTransport(o.Insecure)
+		t := NewBaseTransport(o.Insecure)
+		if o.Proxy != nil {
+			t.Proxy = o.Proxy
+		}
+		o.Transport = t
 	}
 	return o
 }

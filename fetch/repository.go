@@ -37,6 +37,12 @@ type repository struct {
 	log          *slog.Logger
 	anonymous    bool  // no credentials found: 401s get a hint saying so
 	maxWholeBlob int64 // largest blob kept in memory when its server ignores Range
+
+	auth      authn.Authenticator // for push negotiation (artifact.go)
+	inner     http.RoundTripper   // the stack under authentication
+	authed    http.RoundTripper   // inner with pull authentication (a *transport.Wrapper)
+	manifests *manifestCache      // nil: manifests are not cached
+	mirrors   []*mirror           // tried in order before this registry (mirror.go)
 }
 
 func newRepository(ctx context.Context, repo name.Repository, opts Options) (*repository, error) {
@@ -81,8 +87,15 @@ func newRepository(ctx context.Context, repo name.Repository, opts Options) (*re
 		log:          opts.Logger,
 		anonymous:    auth == authn.Anonymous,
 		maxWholeBlob: opts.MaxWholeBlob,
+		auth:         auth,
+		inner:        editor,
+		authed:       authed,
+	}
+	if opts.ManifestCacheDir != "" {
+		r.manifests = &manifestCache{dir: opts.ManifestCacheDir}
 	}
 	r.client = &http.Client{Transport: authed, CheckRedirect: r.checkRedirect}
+	r.mirrors = newMirrors(repo, opts)
 	return r, nil
 }
 
@@ -149,7 +162,8 @@ func validTag(tag string) bool {
 	return true
 }
 
-func (r *repository) manifest(ctx context.Context, ref string, accept []string) (*ManifestResponse, error) {
+// manifestDirect GETs a manifest from this registry (no cache, no mirror).
+func (r *repository) manifestDirect(ctx context.Context, ref string, accept []string) (*ManifestResponse, error) {
 	what := fmt.Sprintf("manifest %s:%s", r.repo, ref)
 	var want digest.Digest
 	if strings.Contains(ref, ":") {
@@ -228,6 +242,14 @@ func (r *repository) fetchBlob(ctx context.Context, dgst digest.Digest, maxSize 
 	}
 	if maxSize <= 0 {
 		maxSize = defaultMaxBlob
+	}
+	for _, m := range r.mirrors { // content-addressed: any mirror may serve it
+		if !m.cfg.Digests {
+			continue
+		}
+		if data, err := m.fetchSmallBlob(ctx, dgst, maxSize); err == nil {
+			return data, nil
+		}
 	}
 	data, err := r.fetchBlobOnce(ctx, what, dgst, maxSize)
 	if errors.Is(err, ErrDigest) {

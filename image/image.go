@@ -28,6 +28,8 @@ type Image struct {
 	ownsCache bool
 	decode    *index.DecodeLimit
 	log       *slog.Logger
+	repo      *fetch.Repository // for index artifacts
+	artifacts *artifacts        // nil: not looked for (IndexLocal)
 }
 
 // Layer is one layer of an opened image.
@@ -36,11 +38,20 @@ type Layer struct {
 	Blob           *fetch.Blob   // lazy range reads of the blob
 	Index          *index.Index  // entries and spans
 	Reader         *index.Reader // verified, cached reads of entry contents
+	kept           *keptBlob     // Options.KeepBlobs: the blob with its copy in the cache dir
 }
 
 // Open resolves reference, opens every layer's index (from the cache dir,
 // else built now, a few layers at a time) and merges the layers.
 func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
+	source, err := ParseIndexSource(string(opts.IndexSource))
+	if err != nil {
+		return nil, err
+	}
+	var early *artifacts
+	if source != IndexLocal {
+		opts.imageManifest = earlyDiscovery(ctx, opts, &early)
+	}
 	m, repo, err := resolve(ctx, reference, opts)
 	if err != nil {
 		return nil, err
@@ -48,7 +59,13 @@ func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
 	if err := checkReadable(m); err != nil {
 		return nil, err
 	}
-	img := &Image{Manifest: m, log: opts.logger(), cache: opts.Cache, decode: opts.Decode}
+	img := &Image{Manifest: m, log: opts.logger(), cache: opts.Cache, decode: opts.Decode, repo: repo}
+	if source != IndexLocal && repo != nil {
+		img.artifacts = early
+		if early == nil || early.subject != m.Digest { // schema 1: no early word
+			img.artifacts = newArtifacts(repo, m.Digest, m.MediaType, Scope(m))
+		}
+	}
 	if img.decode == nil {
 		img.decode = index.NewDecodeLimit(0)
 	}
@@ -59,6 +76,10 @@ func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
 		img.ownsCache = true
 	}
 	if err := img.openLayers(ctx, repo, opts); err != nil {
+		img.Close()
+		return nil, err
+	}
+	if err := img.reportArtifacts(source); err != nil {
 		img.Close()
 		return nil, err
 	}
@@ -115,22 +136,36 @@ func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Op
 	if opts.Progress != nil {
 		progress = opts.Progress.Layer(i, len(img.Manifest.Layers), desc)
 	}
-	ix, err := index.Open(ctx, index.Options{
-		CacheDir: opts.CacheDir,
-		Layer:    desc,
-		Scope:    Scope(img.Manifest),
-		Blob:     blob,
-		Progress: progress.Update,
-		Attempts: index.NetworkAttempts,
-		Keep:     img.keepSpans,
-		Logger:   img.log,
-	})
+	var src index.Blob = blob
+	var kept *keptBlob
+	if opts.KeepBlobs && opts.CacheDir != "" && (desc.Format == manifest.FormatGzip || desc.Format == manifest.FormatZstd) {
+		if path, err := keptBlobPath(opts.CacheDir, desc.Digest); err == nil {
+			kept = &keptBlob{Blob: blob, path: path, log: img.log}
+			src = kept
+		}
+	}
+	io := index.Options{
+		CacheDir:     opts.CacheDir,
+		ReadOnlyDirs: opts.ReadOnlyCacheDirs,
+		Layer:        desc,
+		Scope:        Scope(img.Manifest),
+		Blob:         src,
+		Progress:     progress.Update,
+		Attempts:     index.NetworkAttempts,
+		Keep:         img.keepSpans,
+		Logger:       img.log,
+	}
+	if a := img.artifacts; a != nil {
+		io.Remote = func(ctx context.Context) (*index.Index, error) { return a.layerIndex(ctx, desc) }
+	}
+	ix, err := index.Open(ctx, io)
 	progress.Done(err)
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	r := ix.NewReader(blob, img.cache, index.ReaderOptions{Decode: img.decode, Logger: img.log})
-	return &Layer{Layer: desc, Blob: blob, Index: ix, Reader: r}, nil
+	img.log.Info("layer index", "layer", desc.Digest.String(), "how", ix.How())
+	r := ix.NewReader(src, img.cache, index.ReaderOptions{Decode: img.decode, Logger: img.log})
+	return &Layer{Layer: desc, Blob: blob, Index: ix, Reader: r, kept: kept}, nil
 }
 
 // keepSpans gives index builds a batch of the span cache's disk tier, so
@@ -178,6 +213,9 @@ func (img *Image) Close() error {
 		}
 		l.Reader.Close()
 		errs = append(errs, l.Index.Close())
+		if l.kept != nil {
+			errs = append(errs, l.kept.Close())
+		}
 	}
 	if img.ownsCache && img.cache != nil {
 		errs = append(errs, img.cache.Close())

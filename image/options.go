@@ -3,9 +3,11 @@ package image
 import (
 	"log/slog"
 
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/imgfs/imgfs/fetch"
+	"github.com/imgfs/imgfs/fetch/registries"
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/index/cache"
 	"github.com/imgfs/imgfs/manifest"
@@ -45,9 +47,27 @@ type Options struct {
 	// Synthesize adds, in memory, the /.singularity.d and mount-point
 	// stubs Apptainer expects of a container directory (see fs.Synthesize).
 	Synthesize bool
+	// Registries is the registries configuration (mirrors, blocked and
+	// insecure registries; see fetch/registries); nil: none.
+	Registries *registries.Config
+	// ReadOnlyCacheDirs are searched for layer indexes after CacheDir and
+	// never written (a cache a site prepared on a shared file system).
+	ReadOnlyCacheDirs []string
+	// KeepBlobs keeps the gzip and plain zstd layers that index builds
+	// stream under <CacheDir>/blobs and serves reads from them: on a
+	// cache dir shared by many nodes, a layer then crosses the network
+	// once (see keptblob.go).
+	KeepBlobs bool
+	// IndexSource says whether layer indexes may come from an index
+	// artifact in the registry (see artifact.go); "": IndexAuto.
+	IndexSource IndexSource
 	// Progress hears about index builds; nil: nobody.
 	Progress Progress
 	Logger   *slog.Logger // nil: slog.Default()
+
+	// imageManifest hears from resolve about the image manifest before its
+	// config is fetched (Open starts artifact discovery then).
+	imageManifest func(repo *fetch.Repository, scope string, d digest.Digest, mediaType string, layers []manifest.Layer)
 }
 
 // Progress hears about the layer indexes Open builds.

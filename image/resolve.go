@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/imgfs/imgfs/fetch"
 	"github.com/imgfs/imgfs/manifest"
@@ -34,15 +35,25 @@ func resolve(ctx context.Context, reference string, opts Options) (*manifest.Ima
 	if fo.Logger == nil {
 		fo.Logger = opts.logger()
 	}
-	repo, err := fetch.NewRepository(ctx, ref.Context(), fo)
+	repoName, fo, err := opts.pullOptions(ref, fo)
+	if err != nil {
+		return nil, nil, err
+	}
+	repo, err := fetch.NewRepository(ctx, repoName, fo)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", ref, err)
 	}
-	img, err := manifest.Resolve(ctx, repo, ref, manifest.Options{
+	mo := manifest.Options{
 		Platform:     opts.Platform,
 		PlatformFrom: opts.PlatformFrom,
 		Logger:       opts.logger(),
-	})
+	}
+	if early := opts.imageManifest; early != nil {
+		mo.ImageManifest = func(d digest.Digest, mediaType string, _ int64, layers []manifest.Layer) {
+			early(repo, ref.Registry+"/"+ref.Repository, d, mediaType, layers)
+		}
+	}
+	img, err := manifest.Resolve(ctx, repo, ref, mo)
 	if err != nil {
 		return nil, nil, err
 	}

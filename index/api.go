@@ -112,4 +112,12 @@ type Options struct {
 	// batch: keep nothing).
 	Keep   func() SpanBatch
 	Logger *slog.Logger // nil: slog.Default()
+	// ReadOnlyDirs are cache dirs Open and LookupIn also search, after
+	// CacheDir, and never write: a cache a site prepared on a shared
+	// read-only file system.
+	ReadOnlyDirs []string
+	// Remote, when set, is asked for the index before one is built (an
+	// index artifact in the registry; see Import). A nil index or an
+	// error means "build it"; Remote reports its own failures.
+	Remote func(ctx context.Context) (*Index, error)
 }

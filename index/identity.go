@@ -23,6 +23,10 @@ import (
 //     digests. It is only reused for the registry and repository that
 //     served it (the scope): <hex>.tar.<scope tag>, <hex>.estargz.<scope
 //     tag>, <hex>.estargz.<toc hex>.<scope tag>.
+//   - An index taken from an index artifact in a registry (see Import) is
+//     unverified whatever its format: <hex>.gzip.artifact.<scope tag>,
+//     <hex>.tar.artifact.<scope tag>. It is looked for after the local
+//     names, so a local build, once there, wins.
 //
 // A declared media type is never trusted across formats: a layer declared
 // gzip whose bytes turn out to be a tar gets a scoped tar index, and a
@@ -47,6 +51,9 @@ func (ix *Index) fileName() string {
 		name += "." + digest.Digest(ix.Meta[metaTOCDigest]).Encoded()
 	}
 	if !ix.verified {
+		if ix.Meta[metaOrigin] != "" {
+			name += ".artifact"
+		}
 		name += "." + scopeTag(ix.Meta[metaScope])
 	}
 	return name
@@ -67,7 +74,8 @@ func candidateNames(l manifest.Layer, scope string) []string {
 		return []string{base + "." + toc.Encoded(), base + "." + toc.Encoded() + "." + scoped}
 	}
 	// The content decides between these (magic bytes): any of them.
-	return []string{hex + ".gzip", hex + ".zstd", hex + ".tar." + scoped}
+	return []string{hex + ".gzip", hex + ".zstd", hex + ".tar." + scoped,
+		hex + ".gzip.artifact." + scoped, hex + ".tar.artifact." + scoped}
 }
 
 // usableFor reports whether a loaded index may serve layer l from scope:

@@ -46,6 +46,7 @@ type Index struct {
 	blobSize int64    // compressed size of the blob the index describes
 	verified bool     // every span carries a digest checked while building
 	local    *os.File // plain zstd: the decompressed layer SpanLocal spans read from
+	how      string   // how Open obtained it (How*), not stored
 }
 
 // Close releases the open local copy of a plain zstd layer, if any. Other

@@ -211,7 +211,11 @@ func (r *Reader) readStream(ctx context.Context, p []byte, u int64) (int, error)
 // against the whole blob, so two manifests may name one digest with
 // different TOCs); and for an unverified index the scope that served it.
 func (ix *Index) cacheKeyPrefix() string {
-	return keyPrefix(ix.Layer, ix.Format, ix.Meta[metaTOCDigest], ix.verified, ix.Meta[metaScope])
+	prefix := keyPrefix(ix.Layer, ix.Format, ix.Meta[metaTOCDigest], ix.verified, ix.Meta[metaScope])
+	if o := ix.Meta[metaOrigin]; o != "" { // how its spans decode came from there (an index artifact)
+		prefix += "origin:" + o + "/"
+	}
+	return prefix
 }
 
 func keyPrefix(layer digest.Digest, format manifest.Format, toc string, verified bool, scope string) string {

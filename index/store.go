@@ -15,34 +15,102 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// Open returns the index of opts.Layer: loaded from <CacheDir>/index when
-// one usable for this layer and scope is there (see identity.go), else
-// built from the blob and stored there. An unreadable, corrupt, truncated,
-// foreign or other-version index file is reported with a warning and
-// replaced. Concurrent builders (threads or processes) of one layer are
-// safe: each writes its own temporary file and renames it into place.
+// Open returns the index of opts.Layer: loaded from <CacheDir>/index (or
+// one of opts.ReadOnlyDirs) when one usable for this layer and scope is
+// there (see identity.go), else taken from opts.Remote (an index artifact)
+// when it has one, else built from the blob; what was not loaded is
+// stored in CacheDir. An unreadable, corrupt, truncated, foreign or
+// other-version index file is reported with a warning and replaced.
+//
+// Concurrent builders of one layer, threads or processes on one host or
+// many sharing CacheDir, build it once: the first takes a lock file (see
+// lock.go) and the others wait for it and load what it stored. Every file
+// is written to a temporary name and renamed into place, so a reader never
+// sees part of one.
 func Open(ctx context.Context, opts Options) (*Index, error) {
 	log := opts.logger()
+	dirs := opts.lookupDirs()
+	if len(dirs) > 0 {
+		if ix, err := LookupIn(dirs, opts.Layer, opts.Scope, log); err == nil {
+			ix.how = HowCached
+			return ix, nil
+		}
+	}
+	if opts.Remote != nil {
+		if ix, err := opts.Remote(ctx); err == nil && ix != nil {
+			ix.how = HowArtifact
+			opts.store(ix, log)
+			return ix, nil
+		}
+	}
 	if opts.CacheDir == "" {
-		return Build(ctx, opts)
-	}
-	ix, err := Lookup(opts.CacheDir, opts.Layer, opts.Scope, log)
-	if err == nil {
-		return ix, nil
-	}
-	ix, err = Build(ctx, opts)
-	if err != nil {
-		return nil, err
+		ix, err := Build(ctx, opts)
+		if err == nil {
+			ix.how = HowBuilt
+		}
+		return ix, err
 	}
 	dir, err := indexDir(opts.CacheDir, opts.Layer.Digest)
 	if err != nil {
 		return nil, err
 	}
+	lock, _, err := lockBuild(ctx, dir, opts.Layer.Digest.Encoded(), log)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.release()
+	// Another process may have built it since the lookup above (we may
+	// have waited for it): look again, quietly.
+	if ix, err := Lookup(opts.CacheDir, opts.Layer, opts.Scope, nil); err == nil {
+		ix.how = HowBuiltElsewhere
+		return ix, nil
+	}
+	ix, err := Build(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	ix.how = HowBuilt
+	opts.store(ix, log)
+	return ix, nil
+}
+
+// How an Index came to be: see Index.How.
+const (
+	HowBuilt          = "built"           // built here from the blob
+	HowBuiltElsewhere = "built elsewhere" // waited for another process sharing the cache dir, then loaded
+	HowCached         = "cached"          // loaded from the cache dir (or a read-only one)
+	HowArtifact       = "artifact"        // taken from an index artifact in the registry
+)
+
+// How says how Open obtained the index (one of the How* constants; "" for
+// an index Open did not return).
+func (ix *Index) How() string { return ix.how }
+
+// lookupDirs are the cache dirs Open looks in, the writable one first.
+func (o *Options) lookupDirs() []string {
+	var dirs []string
+	if o.CacheDir != "" {
+		dirs = append(dirs, o.CacheDir)
+	}
+	return append(dirs, o.ReadOnlyDirs...)
+}
+
+// store writes ix under CacheDir, if there is one; failing is a warning.
+func (o *Options) store(ix *Index, log *slog.Logger) {
+	if o.CacheDir == "" {
+		return
+	}
+	dir, err := indexDir(o.CacheDir, ix.Layer)
+	if err != nil {
+		return
+	}
 	path := filepath.Join(dir, ix.fileName())
-	if err := storeIndex(path, ix); err != nil {
+	// An index from an artifact can be fetched again: it is written
+	// atomically but not synced (syncs cost a node's first command more
+	// than the fetch did).
+	if err := writeIndexFile(path, ix, ix.Origin() == ""); err != nil {
 		log.Warn("could not store index; it will be rebuilt next time", "path", path, "err", err)
 	}
-	return ix, nil
 }
 
 // errNoIndex: no stored index is usable for the layer.
@@ -54,6 +122,26 @@ var errNoIndex = errors.New("no usable index in the cache")
 // log hears about files that are there but unusable (nil: they are skipped
 // quietly).
 func Lookup(cacheDir string, l manifest.Layer, scope string, log *slog.Logger) (*Index, error) {
+	return LookupIn([]string{cacheDir}, l, scope, log)
+}
+
+// LookupIn is Lookup over several cache dirs, in order: a private
+// writable one, then read-only ones shared by a site (--cache-dir-ro).
+// Within each, the most trusted name is tried first.
+func LookupIn(cacheDirs []string, l manifest.Layer, scope string, log *slog.Logger) (*Index, error) {
+	for i, cacheDir := range cacheDirs {
+		if ix, err := lookupDir(cacheDir, l, scope, log, i == 0); err == nil {
+			return ix, nil
+		} else if !errors.Is(err, errNoIndex) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("layer %s: %w", l.Digest, errNoIndex)
+}
+
+// lookupDir looks in one cache dir; only the first (writable) one has its
+// files' times touched (see markUsed).
+func lookupDir(cacheDir string, l manifest.Layer, scope string, log *slog.Logger, touch bool) (*Index, error) {
 	dir, err := indexDir(cacheDir, l.Digest)
 	if err != nil {
 		return nil, err
@@ -75,10 +163,12 @@ func Lookup(cacheDir string, l manifest.Layer, scope string, log *slog.Logger) (
 			warn(log, "local copy of the plain zstd layer is missing or unusable; rebuilding", "path", path, "err", err)
 			continue
 		}
-		markUsed(path)
+		if touch {
+			markUsed(path)
+		}
 		return ix, nil
 	}
-	return nil, fmt.Errorf("layer %s: %w", l.Digest, errNoIndex)
+	return nil, errNoIndex
 }
 
 func warn(log *slog.Logger, msg string, args ...any) {
@@ -113,7 +203,11 @@ func loadIndex(path string) (*Index, error) {
 
 // storeIndex writes ix atomically: a temporary file in the same directory,
 // fsynced, renamed over path, then the directory fsynced.
-func storeIndex(path string, ix *Index) error {
+func storeIndex(path string, ix *Index) error { return writeIndexFile(path, ix, true) }
+
+// writeIndexFile is storeIndex, syncing the file and its directory only
+// when durable.
+func writeIndexFile(path string, ix *Index, durable bool) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -135,8 +229,10 @@ func storeIndex(path string, ix *Index) error {
 	if err := tmp.Chmod(0o644); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		return err
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err
@@ -145,6 +241,9 @@ func storeIndex(path string, ix *Index) error {
 		return err
 	}
 	ok = true
+	if !durable {
+		return nil
+	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync() // durability of the rename; the index can always be rebuilt
 		d.Close()

@@ -55,6 +55,10 @@ type RegistryOptions struct {
 	Username, Password string
 	// Token configures the token server started for AuthToken.
 	Token TokenServerOptions
+	// ProxyRemoteURL, when set, runs the registry as a pull-through cache
+	// of that registry (docker-registry's proxy mode: read-only, every
+	// blob and manifest fetched from upstream once, then served locally).
+	ProxyRemoteURL string
 }
 
 // Registry is a running docker-registry on 127.0.0.1.
@@ -109,7 +113,11 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 		r.Host = fmt.Sprintf("127.0.0.1:%d", port)
 		r.URL = "http://" + r.Host
 		configPath := filepath.Join(dir, "config.yml")
-		if err := os.WriteFile(configPath, []byte(registryConfig(r.Host, r.Dir, authYAML)), 0o600); err != nil {
+		config := registryConfig(r.Host, r.Dir, authYAML)
+		if opts.ProxyRemoteURL != "" {
+			config += fmt.Sprintf("proxy:\n  remoteurl: %s\n", opts.ProxyRemoteURL)
+		}
+		if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 			t.Fatalf("write registry config: %v", err)
 		}
 		if lastErr = r.run(t, bin, configPath); lastErr == nil {

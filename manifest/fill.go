@@ -60,6 +60,13 @@ func (r *resolver) fillImage(ctx context.Context, img *Image, body []byte) error
 		return fmt.Errorf("manifest %s is not a container image: config media type %q (artifact type %q)",
 			img.Digest, m.Config.MediaType, m.ArtifactType)
 	}
+	if r.early != nil {
+		layers := make([]Layer, len(m.Layers))
+		for i, d := range m.Layers {
+			layers[i] = layerFromDescriptor(d)
+		}
+		r.early(img.Digest, img.MediaType, int64(len(body)), layers)
+	}
 
 	raw, err := r.fetchConfig(ctx, m.Config)
 	if err != nil {

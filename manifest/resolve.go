@@ -29,6 +29,10 @@ type Options struct {
 	Platform     ocispec.Platform
 	PlatformFrom string
 	Logger       *slog.Logger // nil: slog.Default()
+	// ImageManifest, when set, hears about the image manifest chosen as
+	// soon as it is verified, before its config is fetched: callers start
+	// work that needs only the manifest (index artifact discovery).
+	ImageManifest func(dgst digest.Digest, mediaType string, size int64, layers []Layer)
 }
 
 // maxConfigSize bounds a config blob whose descriptor does not say its size
@@ -49,7 +53,7 @@ func Resolve(ctx context.Context, src Source, ref Reference, opts Options) (*Ima
 	}
 	log.Info("image reference", "registry", ref.Registry, "repository", ref.Repository,
 		"tag", ref.Tag, "digest", ref.Digest.String())
-	r := &resolver{src: src, log: log, ref: ref, want: NormalizePlatform(want), wantFrom: wantFrom}
+	r := &resolver{src: src, log: log, ref: ref, want: NormalizePlatform(want), wantFrom: wantFrom, early: opts.ImageManifest}
 	img, err := r.resolve(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
@@ -64,6 +68,7 @@ type resolver struct {
 	ref      Reference
 	want     ocispec.Platform
 	wantFrom string
+	early    func(digest.Digest, string, int64, []Layer)
 }
 
 func (r *resolver) resolve(ctx context.Context) (*Image, error) {

@@ -23,6 +23,8 @@ func newCacheCommand(a *app) *cobra.Command {
   index/sha256/<digest>   one index per layer, reused by every image sharing the layer
   spans/                  decoded data, bounded by --cache-size
   local/                  decompressed plain-zstd layers
+  blobs/                  layers kept with --cache-layers
+  manifests/              manifests by digest
   logs/                   logs of background mounts`,
 		Args: noArgs,
 	}
@@ -49,7 +51,7 @@ func newCacheCommand(a *app) *cobra.Command {
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			for _, sub := range []string{"spans", "local"} {
+			for _, sub := range []string{"spans", "local", "blobs", "manifests"} {
 				files, err := cacheFiles(filepath.Join(dir, sub))
 				if err != nil {
 					return err
@@ -83,7 +85,7 @@ local/ would fail.`,
 			var removed int
 			var freed int64
 			var failed []error
-			for _, sub := range []string{"index", "spans", "local", "logs"} {
+			for _, sub := range []string{"index", "spans", "local", "blobs", "manifests", "logs"} {
 				files, err := cacheFiles(filepath.Join(dir, sub))
 				if err != nil {
 					return err

@@ -14,7 +14,8 @@ import (
 func init() { registerCommand(newIndexCommand) }
 
 func newIndexCommand(a *app) *cobra.Command {
-	return &cobra.Command{
+	var f indexFlags
+	cmd := &cobra.Command{
 		Use:   "index IMAGE",
 		Short: "Build and cache the index of every layer of an image",
 		Long: `Build, in parallel, the index of each layer of IMAGE that is not cached yet,
@@ -28,26 +29,63 @@ What building costs depends on the layer format:
   eStargz        only the footer and table of contents are fetched
   zstd:chunked   only the table of contents is fetched
   zstd           the blob is streamed once and its decompressed tar kept in
-                 the cache: a single zstd frame cannot be entered midway`,
+                 the cache: a single zstd frame cannot be entered midway
+
+Index artifacts: --push publishes the gzip and tar layer indexes built here
+(from verified bytes; never indexes taken from the registry) to the image's
+repository as an OCI artifact referring to the image, found by later
+mounts, ls, cat and index on any machine (--index-source). --verify builds
+the indexes here and compares them, byte for byte, with the artifact in the
+registry.`,
 		Example: `  imgfs index docker://python:3.12
-  imgfs --plain-http index 127.0.0.1:5000/tools/app:dev`,
+  imgfs --plain-http index 127.0.0.1:5000/tools/app:dev
+  imgfs index --push registry.example.com/team/app:1.0
+  imgfs index --verify registry.example.com/team/app:1.0`,
 		Args: exactArgs("IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			img, err := a.openImage(cmd, args[0], func(*image.Options) {})
+			if f.push && f.verify {
+				return usageErrorf("--push and --verify are exclusive")
+			}
+			img, err := a.openImage(cmd, args[0], func(o *image.Options) {
+				if f.push || f.verify { // only what was built here from verified bytes
+					o.IndexSource = image.IndexLocal
+				}
+			})
 			if err != nil {
 				return err
 			}
 			defer img.Close()
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "LAYER\tDIGEST\tFORMAT\tENTRIES\tUNCOMPRESSED\tREADS")
+			fmt.Fprintln(tw, "LAYER\tDIGEST\tFORMAT\tENTRIES\tUNCOMPRESSED\tREADS\tINDEX")
 			for i, l := range img.Layers() {
 				ix := l.Index
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", i+1, shortDigest(ix.Layer.String()), ix.Format,
-					len(ix.Entries), humanSize(ix.UncompressedSize()), readMode(ix))
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", i+1, shortDigest(ix.Layer.String()), ix.Format,
+					len(ix.Entries), humanSize(ix.UncompressedSize()), readMode(ix), ix.How())
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			switch {
+			case f.verify:
+				return verifyIndexes(cmd, img)
+			case f.push:
+				return pushIndexes(cmd, img, a.logger, false)
+			case f.pushIndex:
+				return pushIndexes(cmd, img, a.logger, true)
+			}
+			return nil
 		},
 	}
+	fl := cmd.Flags()
+	fl.BoolVar(&f.push, "push", false, "publish the layer indexes as an index artifact in the image's repository (needs push rights)")
+	fl.BoolVar(&f.verify, "verify", false, "build the indexes here and compare them with the image's index artifact")
+	fl.BoolVar(&f.pushIndex, "push-index", false, "publish indexes built here now, if any; a failure is a warning")
+	withEnv(fl, "push-index")
+	return cmd
+}
+
+type indexFlags struct {
+	push, verify, pushIndex bool
 }
 
 // readMode says how reads of a layer are served, so users know which layers
@@ -56,6 +94,8 @@ func readMode(ix *index.Index) string {
 	switch {
 	case ix.Format == manifest.FormatZstd:
 		return "local copy (plain zstd: not lazy)"
+	case ix.Origin() != "":
+		return "lazy, index from the registry (unverified)"
 	case ix.Verified():
 		return "lazy, verified"
 	case ix.Format == manifest.FormatTar:

@@ -31,6 +31,7 @@ type mountFlags struct {
 	allowOther  string
 	logFile     string
 	nonEmpty    bool
+	pushIndex   bool
 }
 
 func newMountCommand(a *app) *cobra.Command {
@@ -77,8 +78,9 @@ answers, or fails with the reason.`,
 	fl.BoolVar(&f.background, "background", false, "return once the mount is ready; the server keeps running")
 	fl.StringVar(&f.allowOther, "allow-other", "auto", "let other users use the mount: auto (when permitted), yes, no")
 	fl.BoolVar(&f.nonEmpty, "nonempty", false, "mount over a directory that has files (hidden while mounted)")
+	fl.BoolVar(&f.pushIndex, "push-index", false, "publish layer indexes built by this mount as an index artifact (a failure is a warning)")
 	fl.StringVar(&f.logFile, "log-file", "", "with --background: where the server logs (default <cache-dir>/logs/mount-*.log)")
-	withEnv(fl, "memory-cache", "read-timeout", "prefetch", "stats", "allow-other")
+	withEnv(fl, "memory-cache", "read-timeout", "prefetch", "stats", "allow-other", "push-index")
 	return cmd
 }
 
@@ -150,6 +152,9 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	// From here on a signal means "unmount", handled below.
 	untilMounted()
 	signalReady()
+	if f.pushIndex {
+		go func() { _ = pushIndexes(cmd, img, a.logger, true) }()
+	}
 	if prefetch != prefetchNone {
 		go func() {
 			img.PrefetchLandmarks(serveCtx)

@@ -63,8 +63,9 @@ type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 
-	flags  globalFlags
-	logger *slog.Logger // set once the flags are parsed
+	flags   globalFlags
+	cluster clusterFlags
+	logger  *slog.Logger // set once the flags are parsed
 
 	// ready is set once flags, environment and logger are set up: errors
 	// before that are usage errors.
@@ -115,7 +116,10 @@ Environment read besides IMGFS_<FLAG>:
       credential files: podman's auth.json, docker's config.json (with
       credential helpers)
   XDG_CACHE_HOME, HOME     the default --cache-dir
-  HTTPS_PROXY, HTTP_PROXY, NO_PROXY   proxies for registry traffic`,
+  HTTPS_PROXY, HTTP_PROXY, NO_PROXY   proxies for registry and storage
+      traffic (Go's rules: NO_PROXY lists hosts and domains; requests to
+      localhost and loopback addresses never use a proxy)
+  IMGFS_REGISTRIES_CONF   as --registries-conf`,
 		Example: `  imgfs inspect ubuntu:22.04
   imgfs inspect --platform linux/arm64 docker://alpine:3.20
   imgfs --plain-http inspect 127.0.0.1:5000/tools/app:dev --json
@@ -139,6 +143,7 @@ Environment read besides IMGFS_<FLAG>:
 	pf.StringVar(&a.flags.cacheSize, "cache-size", sizeString(cache.DefaultDiskBytes), "maximum size of the on-disk cache of decoded data (e.g. 512MiB, 10GiB, 2G)")
 	pf.BoolVarP(&a.flags.verbose, "verbose", "v", false, "log registry calls and decisions (level Info)")
 	pf.BoolVar(&a.flags.debug, "debug", false, "log everything (level Debug)")
+	addClusterFlags(pf, &a.cluster)
 	pf.VisitAll(func(f *pflag.Flag) {
 		f.Usage += " [" + envName(f.Name) + "]"
 	})
@@ -266,7 +271,7 @@ func (a *app) imageOptions(cmd *cobra.Command) (image.Options, error) {
 	if err != nil {
 		return image.Options{}, err
 	}
-	return image.Options{
+	opts := image.Options{
 		Platform:     want,
 		PlatformFrom: wantFrom,
 		Registry: fetch.Options{
@@ -277,7 +282,8 @@ func (a *app) imageOptions(cmd *cobra.Command) (image.Options, error) {
 		},
 		CacheDir: cacheDir,
 		Logger:   a.logger,
-	}, nil
+	}
+	return opts, a.applyCluster(&opts)
 }
 
 // usageError is a mistake in how imgfs was called; it is printed with a

@@ -152,6 +152,7 @@ var phases = []phase{
 	{"index", "P7 index build", []string{"py"}, (*bench).measureIndexBuild},
 	{"mount", "P8 mount ready, 100k files", []string{"tree100k"}, (*bench).measureMountReady},
 	{"sizes", "index sizes", nil, (*bench).measureIndexSizes},
+	{"cluster", "P11 cluster simulation", []string{"cluster"}, (*bench).measureCluster},
 }
 
 func phaseKeys() []string {
@@ -225,6 +226,13 @@ func (b *bench) setup(ctx context.Context, needs map[string]bool) error {
 	}
 	if needs["big"] {
 		im, err := b.setupBigFiles(ctx)
+		if err != nil {
+			return err
+		}
+		add(im)
+	}
+	if needs["cluster"] {
+		im, err := b.setupCluster(ctx)
 		if err != nil {
 			return err
 		}
