@@ -11,7 +11,7 @@ BIN      := bin/imgfs
 FUZZ_TARGETS ?=
 FUZZTIME     ?= 20000x
 
-.PHONY: all build test test-unit test-integration fuzz lint bench demo clean
+.PHONY: all build test test-unit test-integration fuzz lint bench demo stargz-compare clean
 
 all: build
 
@@ -44,6 +44,15 @@ bench:
 
 demo: build
 	IMGFS=$(BIN) scripts/demo.sh
+
+# imgfs and containerd's stargz-store side by side on one eStargz image:
+# requests, bytes, times and memory (scripts/stargz-compare/README.md).
+# By hand only, never in CI or `make test`: stargz-store is not packaged,
+# so build it first and name it, e.g.
+#   make stargz-compare STARGZ_STORE=/path/to/stargz-store
+# Needs root, /dev/fuse and docker-registry; about 5 minutes.
+stargz-compare:
+	GO='$(GO)' STARGZ_STORE='$(STARGZ_STORE)' scripts/stargz-compare/measure.sh
 
 clean:
 	rm -rf bin
