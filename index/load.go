@@ -163,7 +163,13 @@ func (r *Reader) fetchRun(ctx context.Context, i, j int, keep func(release func(
 
 // fetchDecode fetches blob bytes [base, end) of a run and decodes its spans.
 func (r *Reader) fetchDecode(ctx context.Context, spans []Span, base, end int64) ([][]byte, error) {
-	buf := make([]byte, end-base+inflatePad)
+	var buf []byte
+	if k := spans[0].Kind; k == SpanRaw || k == SpanLocal {
+		buf = make([]byte, end-base+inflatePad) // the spans are slices of it
+	} else {
+		buf = r.dec.fetchBuffer(end - base + inflatePad)
+		defer r.dec.releaseFetchBuffer(buf)
+	}
 	var out [][]byte
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
