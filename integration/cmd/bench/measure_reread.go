@@ -44,6 +44,7 @@ func (b *bench) reread(ctx context.Context) error {
 	local := filepath.Join(b.work, "local", "big-gz.bin")
 	readFile(local) // warm its page cache
 	var mountDs, localDs, ceilingDs, passDs []time.Duration
+	var serverCPU, readerCPU, localCPU, ceilingServerCPU, ceilingReaderCPU []time.Duration
 	var passErr error
 	var size int64
 	var fetched []string
@@ -54,7 +55,9 @@ func (b *bench) reread(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		n, d, err := readFile(filepath.Join(m.dir, file))
+		cpu := processCPU(m.pid)
+		n, d, rcpu, err := readFileCPU(filepath.Join(m.dir, file))
+		serverCPU, readerCPU = append(serverCPU, processCPU(m.pid)-cpu), append(readerCPU, rcpu)
 		log, uerr := b.unmount(m)
 		if err == nil {
 			err = uerr
@@ -67,25 +70,26 @@ func (b *bench) reread(ctx context.Context) error {
 		}
 		size = n
 		mountDs = append(mountDs, d)
-		_, ld, err := readFile(local)
+		_, ld, lcpu, err := readFileCPU(local)
 		if err != nil {
 			return err
 		}
-		localDs = append(localDs, ld)
-		cd, _, _, err := b.refRead(refRAM, size, false, "-size", fmt.Sprint(size))
+		localDs, localCPU = append(localDs, ld), append(localCPU, lcpu)
+		rp, err := b.refRead(refRAM, size, false, "-size", fmt.Sprint(size))
 		if err != nil {
 			return err
 		}
-		ceilingDs = append(ceilingDs, cd)
+		ceilingDs = append(ceilingDs, rp.cold)
+		ceilingServerCPU, ceilingReaderCPU = append(ceilingServerCPU, rp.serverCPU), append(ceilingReaderCPU, rp.readerCPU)
 		if passErr == nil {
-			pd, _, reads, err := b.refRead(refPassthrough, size, false, "-file", local)
+			rp, err := b.refRead(refPassthrough, size, false, "-file", local)
 			switch {
 			case err != nil:
 				passErr = err
-			case reads != 0:
+			case rp.reads != 0:
 				passErr = errNoPassthrough
 			default:
-				passDs = append(passDs, pd)
+				passDs = append(passDs, rp.cold)
 			}
 		}
 	}
@@ -103,6 +107,8 @@ func (b *bench) reread(ctx context.Context) error {
 		v, localRate, ratio)
 	b.detail("- %s of a gzip-layer file: through a fresh mount %s (fetched from the registry: %s), local %s", mib(size), spread(mountDs), strings.Join(fetched, ", "), spread(localDs))
 	b.detail("- the same size served from RAM through a fresh mount with imgfs's FUSE layer (the ceiling; a server process of its own): %s", spread(ceilingDs))
+	b.detail("- CPU per pass (medians): imgfs server %s + reader %s; RAM-served reference server %s + reader %s; local reader %s",
+		medianCPU(serverCPU), medianCPU(readerCPU), medianCPU(ceilingServerCPU), medianCPU(ceilingReaderCPU), medianCPU(localCPU))
 	switch {
 	case errors.Is(passErr, errNoPassthrough):
 		b.detail("- FUSE passthrough: %v", passErr)

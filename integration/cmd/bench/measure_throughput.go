@@ -106,11 +106,11 @@ func (b *bench) throughput(ctx context.Context) error {
 	// are the kernel's page cache of the mount, whatever the server.
 	var ceilingWarm []time.Duration
 	for range b.repeats {
-		_, warm, _, err := b.refRead(refRAM, size, true, "-size", fmt.Sprint(size))
+		rp, err := b.refRead(refRAM, size, true, "-size", fmt.Sprint(size))
 		if err != nil {
 			return err
 		}
-		ceilingWarm = append(ceilingWarm, warm)
+		ceilingWarm = append(ceilingWarm, rp.warm)
 	}
 	localMBps := mbps(size, median(localTimes))
 	gzWarmMBps, rawWarmMBps := mbps(size, median(gzWarm)), mbps(size, median(rawWarm))

@@ -129,24 +129,35 @@ func (r *refMount) stop() (int64, error) {
 	return reads, nil
 }
 
+// refPass is what refRead measured.
+type refPass struct {
+	cold, warm           time.Duration // the first pass, and the second if asked
+	serverCPU, readerCPU time.Duration // of the first pass
+	reads                int64         // READs that reached the server
+}
+
 // refRead times the first 1 MiB-read pass of the file through a fresh
 // reference mount of kind, and, if warm, a second one.
-func (b *bench) refRead(kind string, size int64, warm bool, args ...string) (cold, again time.Duration, reads int64, err error) {
+func (b *bench) refRead(kind string, size int64, warm bool, args ...string) (refPass, error) {
+	var rp refPass
 	r, err := b.startRef(kind, args...)
 	if err != nil {
-		return 0, 0, 0, err
+		return rp, err
 	}
 	p := filepath.Join(r.dir, "file")
-	n, cold, err := readFile(p)
+	cpu := processCPU(r.cmd.Process.Pid)
+	n, cold, readerCPU, err := readFileCPU(p)
+	rp.cold, rp.readerCPU, rp.serverCPU = cold, readerCPU, processCPU(r.cmd.Process.Pid)-cpu
 	if err == nil && warm && n == size {
-		n, again, err = readFile(p)
+		n, rp.warm, err = readFile(p)
 	}
 	reads, serr := r.stop()
+	rp.reads = reads
 	if err == nil {
 		err = serr
 	}
 	if err == nil && n != size {
 		err = fmt.Errorf("reference mount (%s): read %d bytes, want %d", kind, n, size)
 	}
-	return cold, again, reads, err
+	return rp, err
 }
