@@ -20,7 +20,8 @@
 // a reread skips the open, fstat, header read and key check: a span file is
 // never written in place once renamed into place, so what they checked
 // holds for as long as the file is open, even if its name is removed or
-// replaced meanwhile.
+// replaced meanwhile (by another process sharing the directory; the space
+// of a file removed so is freed when the tier closes it).
 //
 // The disk tier stores one file per span at <dir>/<ab>/<abcdef...>, the hex
 // SHA-256 of the key, fanned out on its first two digits. Files are written
