@@ -165,10 +165,10 @@ func (f *fuseNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 }
 
 // dataResult answers a read with bytes in memory. A vector result is
-// written to the kernel with one writev: go-fuse would otherwise try a
-// splice first, which cannot help bytes already in memory, costs pipe
-// system calls, and fails (logging a warning) for replies of a full 1 MiB
-// read, which do not fit the pipe with their header.
+// written to the kernel with one writev, header and bytes together, with no
+// copy into a contiguous reply. (The mount also turns go-fuse's splice off:
+// it cannot help bytes already in memory, and a full 1 MiB reply with its
+// header does not fit the default pipe, which go-fuse logged each time.)
 func dataResult(b []byte) fuse.ReadResult { return fuse.ReadResultVector([][]byte{b}) }
 
 func (f *fuseNode) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {

@@ -164,6 +164,11 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 			Debug:             opts.Debug,
 			Logger:            slog.NewLogLogger(log.Handler(), fuseLogLevel(ctx, log, opts.Debug)),
 			EnableLocks:       false,
+			// Every read answers with bytes in memory (dataResult), which
+			// a splice cannot speed up. Off, go-fuse never sets up pipes,
+			// and never logs the failure a splice of a full 1 MiB reply
+			// meets (reply plus header exceed the default 1 MiB pipe).
+			DisableSplice: true,
 			// Symlinks never change: let the kernel cache their targets.
 			EnableSymlinkCaching: true,
 		},

@@ -74,7 +74,8 @@ type SpanCache interface {
 	// Get returns a span's bytes, counting a hit or a miss.
 	Get(key string) ([]byte, bool)
 	// ReadAt copies bytes [off, off+len(p)) of a span into p, counting a
-	// hit or a miss, without loading a disk-cached span whole.
+	// hit or a miss, without loading a disk-cached span whole. On a miss
+	// p's content is unspecified.
 	ReadAt(key string, p []byte, off int64) (int, bool)
 	// Contains answers "is it there?" without reading, promoting or
 	// counting anything: readahead and run planning ask it.

@@ -110,14 +110,17 @@ func (c *Cache) Contains(key string) bool {
 
 // ReadAt copies bytes [off, off+len(p)) of the span, clamped to its end, into
 // p and reports whether the span was there. From memory it copies; from disk
-// it reads and checks only the blocks the range touches, without loading or
-// promoting the span: rereads of a disk-cached span cost a pread of about
-// len(p), and the kernel page cache holds them anyway.
+// it reads only the blocks the range touches, through a file kept open,
+// straight into p, and checks them, without loading or promoting the span:
+// rereads of a disk-cached span cost a preadv of about len(p), and the
+// kernel page cache holds them anyway.
 //
 // An off at or past the end of a span that is there copies nothing and
 // reports true, like a read at end of file: the span exists, the range is
 // empty. A negative off is a caller's bug: it reports false and counts
-// nothing. Otherwise ReadAt counts like Get. On false, p is untouched.
+// nothing. Otherwise ReadAt counts like Get. On false, p may hold bytes
+// that failed their check (they land in p before they are checked): the
+// caller must not use them.
 func (c *Cache) ReadAt(key string, p []byte, off int64) (int, bool) {
 	if off < 0 {
 		return 0, false

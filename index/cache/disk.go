@@ -31,7 +31,8 @@ type diskTier struct {
 	lastUse  *lastUse // nil when read-only
 	readLog  warnOnce
 	writeLog warnOnce
-	scratch  sync.Pool // *[]byte for readAt
+	scratch  sync.Pool  // *[]byte: the block edges around a readAt
+	open     *openFiles // span files kept open for rereads
 
 	mu       sync.Mutex
 	files    *byteLRU[diskFile] // by file name; its byte count is the tier's
@@ -88,26 +89,16 @@ func (d *diskTier) get(key string) ([]byte, bool) {
 	if !d.use(name) {
 		return nil, false
 	}
-	path := d.path(name)
-	data, err := d.readSpanFile(path, key)
+	var data []byte
+	err := d.withSpan(name, key, func(s *openSpan) (err error) {
+		data, err = s.h.readData(fdReader(s.fd))
+		return err
+	})
 	if err != nil {
-		d.failed(name, path, err)
+		d.failed(name, d.path(name), err)
 		return nil, false
 	}
 	return data, true
-}
-
-func (d *diskTier) readSpanFile(path, key string) ([]byte, error) {
-	f, size, err := d.openSpanFile(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	raw := make([]byte, size)
-	if err := readFull(f, raw, 0); err != nil {
-		return nil, err
-	}
-	return decodeSpanFile(raw, key)
 }
 
 func (d *diskTier) readAt(key string, p []byte, off int64) (int, bool) {
@@ -115,28 +106,60 @@ func (d *diskTier) readAt(key string, p []byte, off int64) (int, bool) {
 	if !d.use(name) {
 		return 0, false
 	}
-	path := d.path(name)
-	n, err := d.readSpanAt(path, key, p, off)
+	var n int
+	err := d.withSpan(name, key, func(s *openSpan) (err error) {
+		buf := d.scratch.Get().(*[]byte)
+		defer d.scratch.Put(buf)
+		n, err = s.h.readAt(fdReader(s.fd), p, off, buf)
+		return err
+	})
 	if err != nil {
-		d.failed(name, path, err)
+		d.failed(name, d.path(name), err)
 		return 0, false
 	}
 	return n, true
 }
 
-func (d *diskTier) readSpanAt(path, key string, p []byte, off int64) (int, error) {
-	f, size, err := d.openSpanFile(path)
-	if err != nil {
-		return 0, err
+// withSpan calls read with the span file of name, open and its header
+// checked for key, kept open for the next reads while the tier lists it.
+// A file whose read fails is not kept: the next read opens it again, or
+// finds it dropped.
+func (d *diskTier) withSpan(name, key string, read func(*openSpan) error) error {
+	s, ok := d.open.get(name)
+	if !ok {
+		var err error
+		if s, err = d.openSpan(name, key); err != nil {
+			return err
+		}
 	}
-	defer f.Close()
+	defer s.release()
+	err := read(s)
+	if err != nil {
+		d.open.forget(name, s)
+	}
+	return err
+}
+
+// openSpan opens the span file of name and checks its header for key. It
+// is kept open only while the tier lists the file as good: a file dropped
+// meanwhile by a concurrent read is read this once and closed.
+func (d *diskTier) openSpan(name, key string) (*openSpan, error) {
+	f, size, err := d.openSpanFile(d.path(name))
+	if err != nil {
+		return nil, err
+	}
 	h, err := readSpanHeader(f, size, key)
 	if err != nil {
-		return 0, err
+		f.Close()
+		return nil, err
 	}
-	buf := d.scratch.Get().(*[]byte)
-	defer d.scratch.Put(buf)
-	return h.readAt(f, p, off, buf)
+	s := newOpenSpan(f, h)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if f, ok := d.files.peek(name); ok && !f.damaged {
+		s = d.open.add(name, s)
+	}
+	return s, nil
 }
 
 // openSpanFile opens path and returns its size, refusing a file larger than
@@ -167,6 +190,7 @@ func (d *diskTier) failed(name, path string, err error) {
 		// plain miss, and the bytes are no longer on disk.
 		d.mu.Lock()
 		d.files.remove(name)
+		d.open.remove(name)
 		d.mu.Unlock()
 	case errors.As(err, &bad):
 		d.drop(name, path, err)
@@ -182,6 +206,7 @@ func (d *diskTier) failed(name, path string, err error) {
 func (d *diskTier) drop(name, path string, why error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.open.remove(name)
 	f, ok := d.files.peek(name)
 	if !ok || f.damaged {
 		return // a concurrent reader dropped it already
@@ -226,6 +251,7 @@ func (d *diskTier) usage() (bytes, files int64) {
 func (d *diskTier) close() error {
 	d.mu.Lock()
 	d.closed = true
+	d.open.close()
 	d.mu.Unlock()
 	if d.queue == nil {
 		return nil

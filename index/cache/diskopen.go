@@ -45,6 +45,10 @@ func openDiskTier(dir string, max int64, logger *slog.Logger, hk hooks) (*diskTi
 	if err != nil {
 		return nil, err
 	}
+	kept, err := newOpenFiles(maxOpenFiles)
+	if err != nil {
+		return nil, err
+	}
 	d := &diskTier{
 		dir:      dir,
 		max:      max,
@@ -54,6 +58,7 @@ func openDiskTier(dir string, max int64, logger *slog.Logger, hk hooks) (*diskTi
 		readLog:  warnOnce{logger: logger},
 		writeLog: warnOnce{logger: logger},
 		files:    files,
+		open:     kept,
 		queued:   make(map[string]bool),
 	}
 	d.scratch.New = func() any { return new([]byte) }

@@ -104,6 +104,7 @@ func (d *diskTier) evictLocked() {
 			continue
 		}
 		d.files.remove(name)
+		d.open.remove(name)
 		if d.lastUse != nil {
 			d.lastUse.forget(path)
 		}

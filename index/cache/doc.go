@@ -12,6 +12,17 @@
 // blocks a request touches, and above imgfs by the kernel page cache, so the
 // memory tier stays small (DefaultMemoryBytes).
 //
+// A disk read lands straight in the caller's buffer: one preadv fills it and,
+// beside it, the parts of its first and last blocks outside the range, so
+// that every block touched is checked whole without a second copy. The tier
+// keeps the span files it reads open (at most 64, least recently used closed
+// first; a file evicted or dropped is closed, and Close closes them all), so
+// a reread skips the open, fstat, header read and key check: a span file is
+// never written in place once renamed into place, so what they checked
+// holds for as long as the file is open, even if its name is removed or
+// replaced meanwhile (by another process sharing the directory; the space
+// of a file removed so is freed when the tier closes it).
+//
 // The disk tier stores one file per span at <dir>/<ab>/<abcdef...>, the hex
 // SHA-256 of the key, fanned out on its first two digits. Files are written
 // to a temporary name in the same directory and renamed into place, so a
@@ -42,7 +53,8 @@
 //
 // The directory is private to the user (created 0700). The checksums catch
 // damage (a torn write after a crash, bit rot), block by block so that a
-// partial read verifies only what it returns. The embedded key catches a file
+// partial read verifies only what it returns; every read checks the blocks
+// it returns, through a file kept open too. The embedded key catches a file
 // copied or renamed over another span's name, which a checksum alone cannot:
 // such a file is intact, just not the span asked for. A file failing any
 // check is logged, deleted (or, in a read-only directory, ignored from then

@@ -199,3 +199,29 @@ func wantStats(t testing.TB, c *Cache, memHits, diskHits, misses int64) {
 }
 
 func isRoot() bool { return os.Geteuid() == 0 }
+
+// bytesReaderv is a vectorReaderAt over raw that returns at most chunk
+// bytes a call (0: no limit), so that short reads get exercised.
+type bytesReaderv struct {
+	raw   []byte
+	chunk int
+}
+
+func (r bytesReaderv) ReadvAt(bufs [][]byte, off int64) (int, error) {
+	if off >= int64(len(r.raw)) {
+		return 0, nil // preadv's end of file
+	}
+	src := r.raw[off:]
+	if r.chunk > 0 && len(src) > r.chunk {
+		src = src[:r.chunk]
+	}
+	n := 0
+	for _, b := range bufs {
+		k := copy(b, src[n:])
+		n += k
+		if k < len(b) {
+			break
+		}
+	}
+	return n, nil
+}

@@ -41,11 +41,11 @@ const (
 	errBadBlock    formatError = "span file block checksum mismatch"
 )
 
-func crc32c(b []byte) uint32 {
-	// MakeTable returns the shared table, which selects the SSE4.2/ARMv8
-	// instructions where the CPU has them.
-	return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
-}
+// castagnoli is the shared CRC-32C table: MakeTable returns the one that
+// selects the SSE4.2/ARMv8 instructions where the CPU has them.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 func blockCount(dataLen, blockSize int64) int64 {
 	n := dataLen / blockSize
@@ -155,31 +155,36 @@ func parseSpanHeader(hdr []byte, key string, fileSize int64) (spanHeader, error)
 	}, nil
 }
 
-// verify checks blocks first, first+1, ... laid out contiguously in data,
-// which must end on a block boundary or at the end of the data.
-func (h *spanHeader) verify(first int64, data []byte) error {
-	for b := first; len(data) > 0; b++ {
-		n := min(int64(len(data)), h.blockSize)
-		if crc32c(data[:n]) != binary.LittleEndian.Uint32(h.sums[4*b:]) {
-			return fmt.Errorf("%w: block %d", errBadBlock, b)
+// verify checks blocks first, first+1, ... laid out contiguously across
+// pieces, which together must end on a block boundary or at the end of the
+// data. A block may straddle pieces: a read lands in the caller's buffer
+// and only the parts of its first and last blocks outside that buffer in
+// scratch space, yet every block is checked whole.
+func (h *spanHeader) verify(first int64, pieces ...[]byte) error {
+	b := first
+	left := h.blockLen(b)
+	var sum uint32
+	for _, piece := range pieces {
+		for len(piece) > 0 {
+			n := min(int64(len(piece)), left)
+			sum = crc32.Update(sum, castagnoli, piece[:n])
+			piece = piece[n:]
+			if left -= n; left > 0 {
+				continue
+			}
+			if sum != binary.LittleEndian.Uint32(h.sums[4*b:]) {
+				return fmt.Errorf("%w: block %d", errBadBlock, b)
+			}
+			b++
+			left, sum = h.blockLen(b), 0
 		}
-		data = data[n:]
 	}
 	return nil
 }
 
-// decodeSpanFile returns the data of raw, a whole span file expected to hold
-// key, after checking all of it. The data aliases raw.
-func decodeSpanFile(raw []byte, key string) ([]byte, error) {
-	h, err := parseSpanHeader(raw, key, int64(len(raw)))
-	if err != nil {
-		return nil, err
-	}
-	data := raw[h.dataOff:]
-	if err := h.verify(0, data); err != nil {
-		return nil, err
-	}
-	return data, nil
+// blockLen is the length of block b: blockSize, or less for the last one.
+func (h *spanHeader) blockLen(b int64) int64 {
+	return min(h.blockSize, h.dataLen-b*h.blockSize)
 }
 
 // readSpanHeader reads and verifies the header of r, a span file of size
@@ -202,10 +207,12 @@ func readSpanHeader(r io.ReaderAt, size int64, key string) (spanHeader, error) {
 	return parseSpanHeader(buf, key, size)
 }
 
-// readAt copies data bytes [off, off+len(p)), clamped to the end of the
-// data, from r into p. It reads into *scratch, grown as needed, only the
-// blocks the range touches, and copies nothing unless they all verify.
-func (h *spanHeader) readAt(r io.ReaderAt, p []byte, off int64, scratch *[]byte) (int, error) {
+// readAt reads data bytes [off, off+len(p)), clamped to the end of the
+// data, straight into p, with the parts of the first and last blocks that
+// lie outside the range read into *scratch (grown as needed) in the same
+// preadv, and checks every block it touched. On an error p holds bytes that
+// must not be used.
+func (h *spanHeader) readAt(r vectorReaderAt, p []byte, off int64, scratch *[]byte) (int, error) {
 	if off < 0 || off >= h.dataLen || len(p) == 0 {
 		return 0, nil
 	}
@@ -213,17 +220,31 @@ func (h *spanHeader) readAt(r io.ReaderAt, p []byte, off int64, scratch *[]byte)
 	first := off / h.blockSize
 	lo := first * h.blockSize
 	hi := min(blockCount(end, h.blockSize)*h.blockSize, h.dataLen)
-	if int64(cap(*scratch)) < hi-lo {
-		*scratch = make([]byte, hi-lo)
+	headLen, tailLen := off-lo, hi-end
+	if int64(cap(*scratch)) < headLen+tailLen {
+		*scratch = make([]byte, headLen+tailLen)
 	}
-	buf := (*scratch)[:hi-lo]
-	if err := readFull(r, buf, h.dataOff+lo); err != nil {
+	head, tail := (*scratch)[:headLen], (*scratch)[headLen:headLen+tailLen]
+	body := p[:end-off]
+	if err := readFullv(r, [][]byte{head, body, tail}, h.dataOff+lo); err != nil {
 		return 0, err
 	}
-	if err := h.verify(first, buf); err != nil {
+	if err := h.verify(first, head, body, tail); err != nil {
 		return 0, err
 	}
-	return copy(p, buf[off-lo:end-lo]), nil
+	return len(body), nil
+}
+
+// readData reads and checks all of the data.
+func (h *spanHeader) readData(r vectorReaderAt) ([]byte, error) {
+	data := make([]byte, h.dataLen)
+	if err := readFullv(r, [][]byte{data}, h.dataOff); err != nil {
+		return nil, err
+	}
+	if err := h.verify(0, data); err != nil {
+		return nil, err
+	}
+	return data, nil
 }
 
 // readFull fills p from r at off. A file shorter than its size said (cut
@@ -237,4 +258,38 @@ func readFull(r io.ReaderAt, p []byte, off int64) error {
 		return fmt.Errorf("%w: file ends at %d", errBadLength, off+int64(n))
 	}
 	return fmt.Errorf("read at %d: %w", off, err)
+}
+
+// readFullv fills bufs, in order, from r at off, as readFull does p.
+func readFullv(r vectorReaderAt, bufs [][]byte, off int64) error {
+	want := 0
+	for _, b := range bufs {
+		want += len(b)
+	}
+	for done := 0; done < want; {
+		n, err := r.ReadvAt(bufs, off+int64(done))
+		done += n
+		switch {
+		case done == want:
+			return nil
+		case err == nil && n == 0, errors.Is(err, io.EOF):
+			return fmt.Errorf("%w: file ends at %d", errBadLength, off+int64(done))
+		case err != nil:
+			return fmt.Errorf("read at %d: %w", off+int64(done), err)
+		}
+		bufs = skipBytes(bufs, n) // a short read: rare, but allowed
+	}
+	return nil
+}
+
+// skipBytes drops the first n bytes of bufs.
+func skipBytes(bufs [][]byte, n int) [][]byte {
+	for len(bufs) > 0 && n >= len(bufs[0]) {
+		n -= len(bufs[0])
+		bufs = bufs[1:]
+	}
+	if len(bufs) > 0 {
+		bufs = append([][]byte{bufs[0][n:]}, bufs[1:]...)
+	}
+	return bufs
 }

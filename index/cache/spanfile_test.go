@@ -10,6 +10,16 @@ func encodeSpanFile(key string, data []byte, blockSize int) []byte {
 	return append(appendSpanHeader(nil, key, data, blockSize), data...)
 }
 
+// decodeSpanFile returns the data of raw, a whole span file expected to
+// hold key, after checking all of it, as the disk tier's Get does.
+func decodeSpanFile(raw []byte, key string) ([]byte, error) {
+	h, err := readSpanHeader(bytes.NewReader(raw), int64(len(raw)), key)
+	if err != nil {
+		return nil, err
+	}
+	return h.readData(bytesReaderv{raw: raw, chunk: 1000})
+}
+
 func TestSpanFileRoundTrip(t *testing.T) {
 	b := spanBlockSize
 	for _, n := range []int{0, 1, b - 1, b, b + 1, 3*b + b/2} {
@@ -65,7 +75,7 @@ func FuzzDecodeSpanFile(f *testing.F) {
 		}
 		p := make([]byte, n)
 		var scratch []byte
-		got, rerr := h.readAt(bytes.NewReader(raw), p, int64(off), &scratch)
+		got, rerr := h.readAt(bytesReaderv{raw: raw, chunk: int(n)%5000 + 1}, p, int64(off), &scratch)
 		if err == nil {
 			want := []byte{}
 			if int(off) < len(data) {
@@ -78,4 +88,43 @@ func FuzzDecodeSpanFile(f *testing.F) {
 			t.Fatalf("ReadAt failed with %v, though the header was good", rerr)
 		}
 	})
+}
+
+// TestReadAtChecksBlocksAroundTheRange: a range that starts and ends inside
+// blocks reads their other parts beside it and checks them whole, so damage
+// just outside the range, in a block it touches, fails the read.
+func TestReadAtChecksBlocksAroundTheRange(t *testing.T) {
+	const bs = 100
+	data := pattern(10*bs+37, 3)
+	raw := encodeSpanFile("k", data, bs)
+	h, err := readSpanHeader(bytes.NewReader(raw), int64(len(raw)), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scratch []byte
+	for _, c := range []struct{ off, n int }{{0, 1}, {5, 90}, {99, 2}, {150, 400}, {1000, 37}, {1030, 100}, {0, len(data)}} {
+		for _, chunk := range []int{0, 1, 33} {
+			p := make([]byte, c.n)
+			got, err := h.readAt(bytesReaderv{raw: raw, chunk: chunk}, p, int64(c.off), &scratch)
+			want := data[c.off:min(c.off+c.n, len(data))]
+			if err != nil || !bytes.Equal(p[:got], want) {
+				t.Fatalf("%d at %d (chunks of %d): %d, %v", c.n, c.off, chunk, got, err)
+			}
+		}
+		// Damage one byte before and one after the range, inside its first
+		// and last blocks (when the range leaves room there).
+		for _, at := range []int{c.off - 1, c.off + c.n} {
+			if at < 0 || at >= len(data) || at/bs != c.off/bs && at/bs != (c.off+c.n-1)/bs {
+				continue
+			}
+			bad := bytes.Clone(raw)
+			bad[int(h.dataOff)+at] ^= 1
+			if _, err := h.readAt(bytesReaderv{raw: bad}, make([]byte, c.n), int64(c.off), &scratch); !errors.Is(err, errBadBlock) {
+				t.Fatalf("%d at %d with byte %d flipped: %v", c.n, c.off, at, err)
+			}
+		}
+	}
+	if _, err := h.readAt(bytesReaderv{raw: raw[:len(raw)-1]}, make([]byte, 10), int64(len(data)-5), &scratch); !errors.Is(err, errBadLength) {
+		t.Fatalf("file cut short: %v", err)
+	}
 }

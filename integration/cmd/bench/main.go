@@ -64,6 +64,13 @@ type bench struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == refServerArg {
+		if err := serveRef(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench ref-server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	b := &bench{images: map[string]*benchImage{}, cacheDirs: map[string]string{}}
 	flag.StringVar(&b.registry, "registry", "", "registry host:port to push to and mount from (required)")
 	flag.StringVar(&b.imgfsBin, "imgfs", "bin/imgfs", "imgfs binary")
