@@ -75,7 +75,7 @@ echo "== docker-registry on 127.0.0.1:$port; scratch $work"
 "$GO" build -o "$work/bench" ./integration/cmd/bench
 mkdir -p "$(dirname "$REPORT")"
 # A hung mount must not hang `make bench` forever: stop after 30 minutes.
-timeout --foreground --kill-after=30s 30m "$work/bench" -registry "127.0.0.1:$port" -imgfs "$work/imgfs" -work "$work" -report "$REPORT" \
+timeout --foreground --kill-after=30s 30m "$work/bench" -registry "127.0.0.1:$port" -registry-pid "$reg_pid" -imgfs "$work/imgfs" -work "$work" -report "$REPORT" \
 	-scale "${BENCH_SCALE:-0.8}" -big-mib "${BENCH_BIG_MIB:-200}" -repeats "${BENCH_REPEATS:-3}" ${BENCH_ONLY:+-only "$BENCH_ONLY"}
 echo
 cat "$REPORT"

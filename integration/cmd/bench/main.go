@@ -37,6 +37,9 @@ import (
 
 type bench struct {
 	registry string // 127.0.0.1:PORT
+	// registryPID is the registry's process, for the CPU it uses serving a
+	// cold read (P5); 0: not known.
+	registryPID int
 	imgfsBin string
 	work     string
 	scale    float64
@@ -73,6 +76,7 @@ func main() {
 	}
 	b := &bench{images: map[string]*benchImage{}, cacheDirs: map[string]string{}}
 	flag.StringVar(&b.registry, "registry", "", "registry host:port to push to and mount from (required)")
+	flag.IntVar(&b.registryPID, "registry-pid", 0, "the registry's pid: P5 reports the CPU it spends serving a cold read")
 	flag.StringVar(&b.imgfsBin, "imgfs", "bin/imgfs", "imgfs binary")
 	flag.StringVar(&b.work, "work", "", "scratch directory (required; mounts, caches, unpacked images)")
 	flag.Float64Var(&b.scale, "scale", 0.8, "scale file counts and big files of the python-like image (1: ~30k files, ~420 MiB)")
