@@ -40,12 +40,12 @@ type bench struct {
 	// registryPID is the registry's process, for the CPU it uses serving a
 	// cold read (P5); 0: not known.
 	registryPID int
-	imgfsBin string
-	work     string
-	scale    float64
-	bigSize  int // bytes of each P4/P5 file
-	repeats  int
-	command  string
+	imgfsBin    string
+	work        string
+	scale       float64
+	bigSize     int // bytes of each P4/P5 file
+	repeats     int
+	command     string
 
 	apptainer     string // -apptainer: also time the real client (P6o)
 	apptainerUser string
