@@ -156,9 +156,21 @@ func (m *merger) dropDescendants(n *Node) {
 	n.children = nil
 }
 
-// dirFor returns the directory at a clean path, implying missing
-// directories (and replacing non-directories) on the way.
+// dirFor returns the directory at a clean path, following symlinks on the
+// way (see resolveDir), implying missing directories.
 func (m *merger) dirFor(dir string, e *index.Entry) *Node {
+	if m.lastDir != nil && dir == m.lastDirPath {
+		return m.lastDir
+	}
+	if n := m.paths[dir]; n != nil && isDirNode(n) {
+		return n // no symlink on the way: a link's subtree goes when it comes
+	}
+	return m.dirAt(m.resolveDir(dir), e)
+}
+
+// dirAt returns the directory at a clean path, implying missing
+// directories and replacing non-directories on the way.
+func (m *merger) dirAt(dir string, e *index.Entry) *Node {
 	if m.lastDir != nil && dir == m.lastDirPath {
 		return m.lastDir
 	}
@@ -168,7 +180,7 @@ func (m *merger) dirFor(dir string, e *index.Entry) *Node {
 			m.warn("non-directory replaced by an implied parent directory", e, "replaced", dir)
 		}
 		parentPath, name := splitPath(dir)
-		parent := m.dirFor(parentPath, e)
+		parent := m.dirAt(parentPath, e)
 		n = m.newNode()
 		n.path, n.name, n.entry, n.layer = dir, name, m.impliedDir, m.layer
 		m.put(parent, n)
@@ -191,6 +203,10 @@ func (m *merger) applyMarkers(entries []index.Entry) {
 			continue
 		}
 		n := m.paths[p]
+		if n == nil && p != "" {
+			dir, base := splitPath(p)
+			n = m.paths[joinPath(m.resolveDir(dir), base)] // under a symlink, as entries are added
+		}
 		switch {
 		case n == nil:
 		case e.Type == index.TypeOpaque:
@@ -249,6 +265,7 @@ func (m *merger) addEntries(entries []index.Entry) {
 		}
 		dir, base := splitPath(p)
 		parent := m.dirFor(dir, e)
+		p = joinPath(parent.path, base) // where a symlink among the parents led
 		if e.Type == index.TypeHardlink {
 			m.addHardlink(e, i, p, base, parent)
 			continue

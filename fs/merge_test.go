@@ -5,6 +5,7 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"math/rand/v2"
+	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -125,6 +126,29 @@ func TestMergeRules(t *testing.T) {
 			}},
 			want:  []string{"/ d0", "/a f0", "/b f0", "/c d0", "/c/d f0", "/e d0", "/e/f f0", "/g d0", "/j f0"},
 			warns: 3,
+		},
+		{
+			// As umoci and containerd extract it: the entry goes where the
+			// link leads, confined to the root.
+			name:   "entry under a symlinked parent goes to the link's target",
+			layers: layers{{dir("usr"), dir("usr/t"), sym("usr/l", "t")}, {reg("usr/l/f", 1), reg("usr/l/new/g", 1)}},
+			want:   []string{"/ d0", "/usr d0", "/usr/l l0", "/usr/t d0", "/usr/t/f f1", "/usr/t/new d1", "/usr/t/new/g f1"},
+		},
+		{
+			name:   "absolute and escaping link targets stay in the root",
+			layers: layers{{sym("abs", "/opt/x"), sym("up", "../../../srv"), reg("abs/f", 1), reg("up/g", 1)}},
+			want:   []string{"/ d0", "/abs l0", "/opt d0", "/opt/x d0", "/opt/x/f f0", "/srv d0", "/srv/g f0", "/up l0"},
+		},
+		{
+			name:   "whiteout through a symlinked parent",
+			layers: layers{{dir("t"), reg("t/f", 1), reg("t/keep", 1), sym("l", "t")}, {whiteout("l/f")}},
+			want:   []string{"/ d0", "/l l0", "/t d0", "/t/keep f0"},
+		},
+		{
+			name:   "a symlink loop is replaced by a directory",
+			layers: layers{{sym("a", "b"), sym("b", "a"), reg("a/f", 1)}},
+			want:   []string{"/ d0", "/a d0", "/a/f f0", "/b l0"},
+			warns:  1,
 		},
 		{
 			name:   "symlink targets kept verbatim",
@@ -454,9 +478,10 @@ func TestAddSynthetic(t *testing.T) {
 // inode>".
 func referenceMerge(layers [][]index.Entry) []string {
 	type node struct {
-		kind  string
-		layer int
-		inode *int // identity shared by hard links
+		kind   string
+		layer  int
+		inode  *int   // identity shared by hard links
+		target string // of a symlink
 	}
 	tree := map[string]*node{"": {kind: "d"}}
 	dropBelow := func(p string) {
@@ -474,6 +499,47 @@ func referenceMerge(layers [][]index.Entry) []string {
 		n  *node
 		at int
 	}
+	// resolve follows the symlinks among the components of dir, confined
+	// to the root, at most 40 of them (then dir as it is).
+	resolve := func(dir string) string {
+		var out []string
+		rest := strings.Split(dir, "/")
+		for hops := 0; len(rest) > 0; {
+			c := rest[0]
+			rest = rest[1:]
+			if c == "" || c == "." {
+				continue
+			}
+			if c == ".." {
+				if len(out) > 0 {
+					out = out[:len(out)-1]
+				}
+				continue
+			}
+			n := tree[path.Join(append(append([]string{}, out...), c)...)]
+			if n == nil || n.kind != "l" {
+				out = append(out, c)
+				continue
+			}
+			if hops++; hops > 40 {
+				return dir
+			}
+			if strings.HasPrefix(n.target, "/") {
+				out = nil
+			}
+			rest = append(strings.Split(n.target, "/"), rest...)
+		}
+		return strings.Join(out, "/")
+	}
+	underLinks := func(p string) string {
+		if i := strings.LastIndexByte(p, '/'); i >= 0 {
+			if d := resolve(p[:i]); d != "" {
+				return d + "/" + p[i+1:]
+			}
+			return p[i+1:]
+		}
+		return p
+	}
 	for li, entries := range layers {
 		// What this layer's markers take, with the marker's index: a hard
 		// link earlier in the layer still finds it.
@@ -490,6 +556,9 @@ func referenceMerge(layers [][]index.Entry) []string {
 			p, ok := index.CleanPath(e.Name)
 			if !ok {
 				continue
+			}
+			if tree[p] == nil {
+				p = underLinks(p)
 			}
 			switch e.Type {
 			case index.TypeWhiteout:
@@ -519,6 +588,7 @@ func referenceMerge(layers [][]index.Entry) []string {
 				}
 				continue
 			}
+			p = underLinks(p)
 			parts := strings.Split(p, "/")
 			for i := 1; i < len(parts); i++ {
 				a := strings.Join(parts[:i], "/")
@@ -540,12 +610,12 @@ func referenceMerge(layers [][]index.Entry) []string {
 				if t.inode == nil {
 					t.inode = new(int)
 				}
-				n = &node{kind: t.kind, layer: t.layer, inode: t.inode}
+				n = &node{kind: t.kind, layer: t.layer, inode: t.inode, target: t.target}
 			case e.Type == index.TypeDir && tree[p] != nil && tree[p].kind == "d":
 				tree[p].layer = li
 				continue
 			default:
-				n = &node{kind: kinds[e.Type], layer: li}
+				n = &node{kind: kinds[e.Type], layer: li, target: e.Linkname}
 			}
 			dropBelow(p)
 			tree[p] = n

@@ -250,3 +250,11 @@ func splitPath(p string) (dir, base string) {
 	}
 	return p[:i], p[i+1:]
 }
+
+// joinPath is the inverse of splitPath.
+func joinPath(dir, base string) string {
+	if dir == "" {
+		return base
+	}
+	return dir + "/" + base
+}

@@ -39,6 +39,15 @@ func TestMergeFidelityAgainstUmoci(t *testing.T) {
 			gone: []string{"gone", "etc/old"},
 			kept: []string{"etc/new"},
 		},
+		{
+			// An entry whose parent path is a symlink in the same layer
+			// (a layer built from a path through a link).
+			name: "entry-under-symlink",
+			layers: [][]Entry{
+				{Dir("usr"), Dir("usr/t"), Symlink("usr/l", "t"), File("usr/l/f", "through the link\n")},
+			},
+			kept: []string{"usr/t/f", "usr/l"},
+		},
 	}
 	reg := StartRegistry(t, RegistryOptions{})
 	for _, c := range cases {
