@@ -27,12 +27,15 @@ type ContentReader interface {
 
 var _ ContentReader = (*index.Reader)(nil)
 
-// mountState is what every FUSE node of one mount shares.
+// mountState is what every FUSE node of one mount shares (of one image,
+// in a catalog: see catalog.go).
 type mountState struct {
 	tree        *Tree
 	readers     []ContentReader
 	readTimeout time.Duration
 	log         *slog.Logger
+	inoBase     uint64    // added to the tree's inode numbers (images of a catalog)
+	activity    *Activity // told of opens and use (images of a catalog); nil: nobody
 }
 
 // fuseNode serves one inode of the tree. Hard-linked paths resolve to one
@@ -51,6 +54,7 @@ var (
 	_ gofs.NodeOpendirHandler = (*fuseNode)(nil)
 	_ gofs.NodeOpener         = (*fuseNode)(nil)
 	_ gofs.NodeReader         = (*fuseNode)(nil)
+	_ gofs.NodeReleaser       = (*fuseNode)(nil)
 	_ gofs.NodeReadlinker     = (*fuseNode)(nil)
 	_ gofs.NodeGetxattrer     = (*fuseNode)(nil)
 	_ gofs.NodeListxattrer    = (*fuseNode)(nil)
@@ -62,7 +66,7 @@ var (
 )
 
 func (m *mountState) newChild(parent *fuseNode, ctx context.Context, c *Node) *gofs.Inode {
-	return parent.NewInode(ctx, &fuseNode{m: m, node: c}, gofs.StableAttr{Mode: typeBits(c.Type()), Ino: c.Ino()})
+	return parent.NewInode(ctx, &fuseNode{m: m, node: c}, gofs.StableAttr{Mode: typeBits(c.Type()), Ino: m.inoBase + c.Ino()})
 }
 
 // fillAttr writes a node's attributes in FUSE form. Times before the epoch
@@ -91,16 +95,19 @@ func fillAttr(n *Node, a *fuse.Attr) {
 }
 
 func (f *fuseNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	f.m.activity.touch()
 	c := f.node.Child(name)
 	if c == nil {
 		return nil, syscall.ENOENT
 	}
 	fillAttr(c, &out.Attr)
+	out.Attr.Ino += f.m.inoBase
 	return f.m.newChild(f, ctx, c), 0
 }
 
 func (f *fuseNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	fillAttr(f.node, &out.Attr)
+	out.Attr.Ino += f.m.inoBase
 	return 0
 }
 
@@ -129,7 +136,23 @@ func (f *fuseNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	}
 	// The image never changes: let the kernel keep its page cache across
 	// opens, and skip the FLUSH round trip on close (nothing to flush).
-	return nil, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	const openFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
+	if f.m.activity != nil {
+		// A served image counts its open files: a handle makes go-fuse
+		// call Release.
+		f.m.activity.opened()
+		return servedFile{}, openFlags, 0
+	}
+	return nil, openFlags, 0
+}
+
+// servedFile is the handle of a file open in a served image.
+type servedFile struct{}
+
+// Release ends an open of a served image (see Activity).
+func (f *fuseNode) Release(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
+	f.m.activity.released()
+	return 0
 }
 
 func (f *fuseNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -145,6 +168,7 @@ func (f *fuseNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		return fuse.ReadResultData(nil), 0
 	}
 	buf := dest[:min(int64(len(dest)), size-off)]
+	f.m.activity.touch()
 	if n.Synthetic() {
 		return dataResult(buf[:copy(buf, n.Content()[off:])]), 0
 	}
@@ -233,15 +257,17 @@ func (f *fuseNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHa
 	if !f.node.IsDir() {
 		return nil, 0, syscall.ENOTDIR
 	}
+	f.m.activity.touch()
 	// The listing never changes: let the kernel cache it.
-	return &dirHandle{node: f.node}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+	return &dirHandle{node: f.node, inoBase: f.m.inoBase}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // dirHandle lists a directory: ".", "..", then the children in name order.
 // Offsets are positions in that sequence, so seeking is trivial.
 type dirHandle struct {
-	node *Node
-	pos  int
+	node    *Node
+	pos     int
+	inoBase uint64 // see mountState
 }
 
 func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
@@ -264,6 +290,7 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	}
 	d.pos++
 	de.Off = uint64(d.pos)
+	de.Ino += d.inoBase
 	return &de, 0
 }
 

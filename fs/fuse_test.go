@@ -229,7 +229,7 @@ func testFUSE(t *testing.T, method MountMethod) {
 		for _, e := range ents {
 			names = append(names, e.Name())
 		}
-		want := []string{".singularity.d", "bin", "broken", "data", "dev", "emptydir", "etc", "fifo", "home", "lib", "owned", "proc", "root", "sys", "tmp", "var"}
+		want := []string{".exec", ".run", ".shell", ".singularity.d", ".test", "bin", "broken", "data", "dev", "emptydir", "environment", "etc", "fifo", "home", "lib", "owned", "proc", "root", "singularity", "sys", "tmp", "var"}
 		if !slices.Equal(names, want) {
 			t.Errorf("root: %q\nwant %q", names, want)
 		}

@@ -3,6 +3,8 @@ package fs
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,11 +21,35 @@ import (
 // returns stdout.
 func runSh(t *testing.T, script string, env []string, args ...string) string {
 	t.Helper()
+	return runShell(t, []string{"/bin/sh"}, script, env, args...)
+}
+
+// testShells are the shells the scripts are run with: /bin/sh, and bash
+// and busybox sh where installed (Debian's /bin/sh is dash). Apptainer
+// itself sources env/*.sh and the runscript with mvdan.cc/sh, and runs the
+// action files with the image's /bin/sh.
+func testShells(t *testing.T) map[string][]string {
+	t.Helper()
+	shells := map[string][]string{"sh": {"/bin/sh"}}
+	if p, err := exec.LookPath("bash"); err == nil {
+		shells["bash"] = []string{p, "--posix"}
+	}
+	if p, err := exec.LookPath("busybox"); err == nil {
+		shells["busybox"] = []string{p, "sh"}
+	}
+	return shells
+}
+
+// runShell runs a script with the shell argv in an empty environment
+// (plus env) and returns stdout.
+func runShell(t *testing.T, shell []string, script string, env []string, args ...string) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "script.sh")
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("/bin/sh", append([]string{path}, args...)...)
+	argv := append(slices.Clone(shell), path)
+	cmd := exec.Command(argv[0], append(argv[1:], args...)...)
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -94,10 +120,11 @@ func TestDockerEnvScriptLines(t *testing.T) {
 		"PATH=/usr/local/bin:/usr/bin", "LANG=C.UTF-8", "1BAD=x", "BAD-NAME=x", "=x", "BAD NAME=x",
 		"NOVALUE", "DUP=first", "_ok9=y", "DUP=second", `Q=a"b$c`,
 	})
-	want := "#!/bin/sh\n" +
+	want := "#!/bin/sh\n# The image's Env (synthesized by imgfs). A value set outside the container wins, except for PATH.\n" +
 		"export PATH=\"/usr/local/bin:/usr/bin\"\n" +
 		"export LANG=\"${LANG:-\"C.UTF-8\"}\"\n" +
 		"export NOVALUE=\"${NOVALUE:-}\"\n" +
+		"export DUP=\"${DUP:-\"first\"}\"\n" +
 		"export _ok9=\"${_ok9:-\"y\"}\"\n" +
 		"export DUP=\"${DUP:-\"second\"}\"\n" +
 		"export Q=\"${Q:-\"a\\\"b\\$c\"}\"\n"
@@ -105,10 +132,12 @@ func TestDockerEnvScriptLines(t *testing.T) {
 		t.Errorf("script:\n%s\nwant:\n%s", script, want)
 	}
 	got := sourceEnv(t, script, nil, "DUP", "NOVALUE", "Q")
-	if want := []string{"second", "", `a"b$c`}; !slices.Equal(got, want) {
+	// Every entry is a line, in order, as Apptainer writes it: the first
+	// value of a name given twice wins.
+	if want := []string{"first", "", `a"b$c`}; !slices.Equal(got, want) {
 		t.Errorf("values %q, want %q", got, want)
 	}
-	if s := dockerEnvScript(nil); s != "#!/bin/sh\n" {
+	if s := dockerEnvScript(nil); strings.Count(s, "\n") != 2 || !strings.HasPrefix(s, "#!/bin/sh\n#") {
 		t.Errorf("empty env: %q", s)
 	}
 }
@@ -121,8 +150,8 @@ func TestOCIRunscript(t *testing.T) {
 		name       string
 		entrypoint []string
 		cmd        []string
-		wantEP     string     // the OCI_ENTRYPOINT line
-		wantCmd    string     // the OCI_CMD line
+		wantEP     string     // the line with ENTRYPOINT's words
+		wantCmd    string     // the line with CMD's words
 		runs       [][]string // argument lists to run with
 		wantEval   []string   // output per run, default mode
 		wantNoEval []string   // output per run, SINGULARITY_NO_EVAL=1
@@ -130,8 +159,8 @@ func TestOCIRunscript(t *testing.T) {
 		{
 			name:       "entrypoint only",
 			entrypoint: append(slices.Clone(argv), "it's", "$HOME"),
-			wantEP:     `OCI_ENTRYPOINT='"printf" "[%s]\\n" "it'"'"'s" "\$HOME"'`,
-			wantCmd:    `OCI_CMD=''`,
+			wantEP:     `imgfs_entrypoint='"printf" "[%s]\\n" "it'"'"'s" "\$HOME"'`,
+			wantCmd:    `imgfs_cmd=''`,
 			runs:       [][]string{nil, {"x y", "$HOME"}},
 			wantEval:   []string{"[it's]\n[$HOME]\n", "[it's]\n[$HOME]\n[x y]\n[/h]\n"},
 			wantNoEval: []string{"[it's]\n[$HOME]\n", "[it's]\n[$HOME]\n[x y]\n[$HOME]\n"},
@@ -139,8 +168,8 @@ func TestOCIRunscript(t *testing.T) {
 		{
 			name:       "cmd only",
 			cmd:        append(slices.Clone(argv), "a b", `"q"`),
-			wantEP:     `OCI_ENTRYPOINT=''`,
-			wantCmd:    `OCI_CMD='"printf" "[%s]\\n" "a b" "\"q\""'`,
+			wantEP:     `imgfs_entrypoint=''`,
+			wantCmd:    `imgfs_cmd='"printf" "[%s]\\n" "a b" "\"q\""'`,
 			runs:       [][]string{nil, {"printf", "<%s>", "z"}},
 			wantEval:   []string{"[a b]\n[\"q\"]\n", "<z>"},
 			wantNoEval: []string{"[a b]\n[\"q\"]\n", "<z>"},
@@ -149,16 +178,16 @@ func TestOCIRunscript(t *testing.T) {
 			name:       "entrypoint and cmd",
 			entrypoint: argv,
 			cmd:        []string{"default", "`id`"},
-			wantEP:     `OCI_ENTRYPOINT='"printf" "[%s]\\n"'`,
-			wantCmd:    `OCI_CMD='"default" "\` + "`id\\`" + `"'`,
+			wantEP:     `imgfs_entrypoint='"printf" "[%s]\\n"'`,
+			wantCmd:    `imgfs_cmd='"default" "\` + "`id\\`" + `"'`,
 			runs:       [][]string{nil, {"given"}},
 			wantEval:   []string{"[default]\n[`id`]\n", "[given]\n"},
 			wantNoEval: []string{"[default]\n[`id`]\n", "[given]\n"},
 		},
 		{
 			name:    "neither",
-			wantEP:  `OCI_ENTRYPOINT=''`,
-			wantCmd: `OCI_CMD=''`,
+			wantEP:  `imgfs_entrypoint=''`,
+			wantCmd: `imgfs_cmd=''`,
 			runs:    [][]string{{"printf", "%s", "direct"}},
 			// Apptainer evaluates the arguments as the command line.
 			wantEval:   []string{"direct"},
@@ -169,22 +198,24 @@ func TestOCIRunscript(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			script := ociRunscript(tc.entrypoint, tc.cmd)
 			lines := strings.Split(script, "\n")
-			if lines[0] != "#!/bin/sh" || lines[1] != tc.wantEP || lines[2] != tc.wantCmd {
-				t.Errorf("head:\n%s\n%s\n%s\nwant:\n%s\n%s", lines[0], lines[1], lines[2], tc.wantEP, tc.wantCmd)
+			if lines[0] != "#!/bin/sh" || !slices.Contains(lines, tc.wantEP) || !slices.Contains(lines, tc.wantCmd) {
+				t.Errorf("runscript lacks\n%s\n%s\n%s", tc.wantEP, tc.wantCmd, script)
 			}
 			// Apptainer recognises the OCI runscript by this exact line.
 			if !slices.Contains(lines, `eval "set ${SINGULARITY_OCI_RUN}"`) {
 				t.Error(`no line eval "set ${SINGULARITY_OCI_RUN}"`)
 			}
-			if out, err := exec.Command("/bin/sh", "-n", "-c", script).CombinedOutput(); err != nil {
-				t.Fatalf("syntax: %v %s\n%s", err, out, script)
-			}
-			for i, args := range tc.runs {
-				if got := runSh(t, script, []string{"HOME=/h"}, args...); got != tc.wantEval[i] {
-					t.Errorf("run %q: got %q, want %q", args, got, tc.wantEval[i])
+			for name, shell := range testShells(t) {
+				if out, err := exec.Command(shell[0], append(shell[1:], "-n", "-c", script)...).CombinedOutput(); err != nil {
+					t.Fatalf("%s: syntax: %v %s\n%s", name, err, out, script)
 				}
-				if got := runSh(t, script, []string{"HOME=/h", "SINGULARITY_NO_EVAL=1"}, args...); got != tc.wantNoEval[i] {
-					t.Errorf("run %q with SINGULARITY_NO_EVAL: got %q, want %q", args, got, tc.wantNoEval[i])
+				for i, args := range tc.runs {
+					if got := runShell(t, shell, script, []string{"HOME=/h"}, args...); got != tc.wantEval[i] {
+						t.Errorf("%s: run %q: got %q, want %q", name, args, got, tc.wantEval[i])
+					}
+					if got := runShell(t, shell, script, []string{"HOME=/h", "SINGULARITY_NO_EVAL=1"}, args...); got != tc.wantNoEval[i] {
+						t.Errorf("%s: run %q with SINGULARITY_NO_EVAL: got %q, want %q", name, args, got, tc.wantNoEval[i])
+					}
 				}
 			}
 		})
@@ -208,14 +239,30 @@ func TestSynthesize(t *testing.T) {
 	checkInvariants(t, tree)
 	want := map[string]uint32{
 		"/.singularity.d":                              0o40755,
+		"/.singularity.d/actions":                      0o40755,
+		"/.singularity.d/actions/exec":                 0o100755,
+		"/.singularity.d/actions/run":                  0o100755,
+		"/.singularity.d/actions/shell":                0o100755,
+		"/.singularity.d/actions/start":                0o100755,
+		"/.singularity.d/actions/test":                 0o100755,
 		"/.singularity.d/env":                          0o40755,
 		"/.singularity.d/libs":                         0o40755,
 		"/.singularity.d/env/01-base.sh":               0o100755,
 		"/.singularity.d/env/10-docker2singularity.sh": 0o100755,
 		"/.singularity.d/env/90-environment.sh":        0o100755,
+		"/.singularity.d/env/94-appsbase.sh":           0o100755,
+		"/.singularity.d/env/95-apps.sh":               0o100755,
 		"/.singularity.d/env/99-base.sh":               0o100755,
+		"/.singularity.d/env/99-runtimevars.sh":        0o100755,
 		"/.singularity.d/runscript":                    0o100755,
+		"/.singularity.d/startscript":                  0o100755,
 		"/.singularity.d/labels.json":                  0o100644,
+		"/singularity":                                 0o120777,
+		"/.exec":                                       0o120777,
+		"/.run":                                        0o120777,
+		"/.shell":                                      0o120777,
+		"/.test":                                       0o120777,
+		"/environment":                                 0o120777,
 		"/dev":                                         0o40755,
 		"/proc":                                        0o40755,
 		"/sys":                                         0o40755,
@@ -250,7 +297,8 @@ func TestSynthesize(t *testing.T) {
 		return string(n.Content())
 	}
 	var labels map[string]string
-	if err := json.Unmarshal([]byte(content(".singularity.d/labels.json")), &labels); err != nil || labels["maintainer"] != "me <m@e>" || len(labels) != 2 {
+	if err := json.Unmarshal([]byte(content(".singularity.d/labels.json")), &labels); err != nil || labels["maintainer"] != "me <m@e>" || len(labels) != 4 ||
+		labels["org.label-schema.build-date"] != "Thursday_4_March_2021_5:6:7_UTC" {
 		t.Errorf("labels.json: %v %v", labels, err)
 	}
 	got := sourceEnv(t, content(".singularity.d/env/10-docker2singularity.sh"), nil, "PATH", "GREETING")
@@ -262,6 +310,17 @@ func TestSynthesize(t *testing.T) {
 	}
 	if out := runSh(t, content(".singularity.d/env/99-base.sh")+"\nprintf %s \"$LD_LIBRARY_PATH\"", []string{"LD_LIBRARY_PATH=/x"}); out != "/x:/.singularity.d/libs" {
 		t.Errorf("99-base.sh: %q", out)
+	}
+	// PS1 is set only when empty, as Apptainer's 99-base.sh does.
+	// (dash gives PS1 a default: unset it for the empty case.)
+	for env, want := range map[string]string{"": "Apptainer> ", "PS1=mine$ ": "mine$ "} {
+		unset := ""
+		if env == "" {
+			unset = "unset PS1\n"
+		}
+		if out := runSh(t, unset+content(".singularity.d/env/99-base.sh")+"\nprintf %s \"$PS1\"", []string{env}); out != want {
+			t.Errorf("99-base.sh with %q: PS1 %q, want %q", env, out, want)
+		}
 	}
 	for _, p := range []string{"01-base.sh", "90-environment.sh"} {
 		runSh(t, content(".singularity.d/env/"+p), nil)
@@ -304,11 +363,11 @@ func TestSynthesizeEdgeCases(t *testing.T) {
 		}
 	}
 	labels, _ := tree.Lookup(".singularity.d/labels.json")
-	if string(labels.Content()) != "{}" {
+	if string(labels.Content()) != "{\n\t\"org.label-schema.schema-version\": \"1.0\"\n}" {
 		t.Errorf("labels.json without labels: %q", labels.Content())
 	}
 	rs, _ := tree.Lookup(".singularity.d/runscript")
-	if !strings.Contains(string(rs.Content()), "\nOCI_ENTRYPOINT=''\nOCI_CMD=''\n") {
+	if !strings.Contains(string(rs.Content()), "\nimgfs_entrypoint=''\nimgfs_cmd=''\n") {
 		t.Errorf("runscript without entrypoint/cmd:\n%s", rs.Content())
 	}
 	if n, _ := tree.Lookup("dev"); !n.ModTime().IsZero() {
@@ -340,6 +399,110 @@ func TestIsShellName(t *testing.T) {
 	for s, want := range map[string]bool{"A": true, "_": true, "a_1": true, "1a": false, "": false, "a-b": false, "a b": false, "é": false} {
 		if isShellName(s) != want {
 			t.Errorf("isShellName(%q) != %v", s, want)
+		}
+	}
+}
+
+// exportedAfter runs script with the shell, in an empty environment plus
+// env, and returns what it then exports.
+func exportedAfter(t *testing.T, shell []string, script string, env []string) map[string]string {
+	t.Helper()
+	out := runShell(t, shell, script+"\nexec /usr/bin/env -0\n", env)
+	vars := map[string]string{}
+	for _, kv := range strings.Split(out, "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	return vars
+}
+
+// envChanges is what script changes in the exported environment: the new
+// or changed variables, and the removed ones with the value "<unset>".
+func envChanges(t *testing.T, shell []string, script string, env []string) map[string]string {
+	t.Helper()
+	before := exportedAfter(t, shell, "unset PS1", env)
+	after := exportedAfter(t, shell, script, env)
+	out := map[string]string{}
+	for k, v := range after {
+		if old, ok := before[k]; !ok || old != v {
+			out[k] = v
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			out[k] = "<unset>"
+		}
+	}
+	return out
+}
+
+// TestEnvScripts sources each fixed env/*.sh, alone, with each shell, and
+// checks what it exports (the busybox chroot of the integration tests
+// sources them all, in order, through the action scripts).
+func TestEnvScripts(t *testing.T) {
+	const libs = "/.singularity.d/libs"
+	cases := []struct {
+		name, script string
+		env          []string
+		want         map[string]string
+	}{
+		// Nothing to set in an OCI image, and nothing without --app.
+		{"01-base", baseEnvScript, nil, map[string]string{}},
+		{"90-environment", environmentScript, nil, map[string]string{}},
+		{"94-appsbase", appsBaseScript, nil, map[string]string{}},
+		{"95-apps without app", appsScript, []string{"PATH=/a", "LD_LIBRARY_PATH=/l"}, map[string]string{}},
+		{"95-apps empty app name", appsScript, []string{"SINGULARITY_APPNAME="}, map[string]string{}},
+
+		// LD_LIBRARY_PATH gets the libs directory last; PS1 only when empty.
+		{"99-base", base99Script, nil, map[string]string{"LD_LIBRARY_PATH": libs, "PS1": "Apptainer> "}},
+		{"99-base empty", "PS1=; export PS1\n" + base99Script, []string{"LD_LIBRARY_PATH="}, map[string]string{"LD_LIBRARY_PATH": libs, "PS1": "Apptainer> "}},
+		{"99-base set", "PS1='mine$ '; export PS1\n" + base99Script, []string{"LD_LIBRARY_PATH=/x:/y"}, map[string]string{"LD_LIBRARY_PATH": "/x:/y:" + libs, "PS1": "mine$ "}},
+
+		// --env PATH handling: prefix, suffix, a whole PATH winning over
+		// both; the carriers are not passed on.
+		{"99-runtimevars none", runtimeVarsScript, []string{"PATH=/a:/b"}, map[string]string{}},
+		{"99-runtimevars prepend", runtimeVarsScript, []string{"PATH=/a:/b", "SING_USER_DEFINED_PREPEND_PATH=/p"},
+			map[string]string{"PATH": "/p:/a:/b", "SING_USER_DEFINED_PREPEND_PATH": "<unset>"}},
+		{"99-runtimevars append", runtimeVarsScript, []string{"PATH=/a:/b", "SING_USER_DEFINED_APPEND_PATH=/q"},
+			map[string]string{"PATH": "/a:/b:/q", "SING_USER_DEFINED_APPEND_PATH": "<unset>"}},
+		{"99-runtimevars both", runtimeVarsScript, []string{"PATH=/a", "SING_USER_DEFINED_PREPEND_PATH=/p", "SING_USER_DEFINED_APPEND_PATH=/q"},
+			map[string]string{"PATH": "/p:/a:/q", "SING_USER_DEFINED_PREPEND_PATH": "<unset>", "SING_USER_DEFINED_APPEND_PATH": "<unset>"}},
+		{"99-runtimevars whole", runtimeVarsScript, []string{"PATH=/a", "SING_USER_DEFINED_PREPEND_PATH=/p", "SING_USER_DEFINED_PATH=/x:/y", "SING_USER_DEFINED_APPEND_PATH=/q"},
+			map[string]string{"PATH": "/x:/y", "SING_USER_DEFINED_PREPEND_PATH": "<unset>", "SING_USER_DEFINED_APPEND_PATH": "<unset>", "SING_USER_DEFINED_PATH": "<unset>"}},
+		{"99-runtimevars empty", runtimeVarsScript, []string{"PATH=/a", "SING_USER_DEFINED_PREPEND_PATH=", "SING_USER_DEFINED_PATH="},
+			map[string]string{"SING_USER_DEFINED_PREPEND_PATH": "<unset>", "SING_USER_DEFINED_PATH": "<unset>"}},
+	}
+	for name, shell := range testShells(t) {
+		for _, c := range cases {
+			// Shells give PS1 a default, or unset an inherited one: the
+			// scripts start with it unset (or set by the case's own first line).
+			env := c.env
+			if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PATH=") }) {
+				env = append(slices.Clone(env), "PATH=/usr/bin:/bin")
+			}
+			got := envChanges(t, shell, "unset PS1\n"+c.script, env)
+			if !maps.Equal(got, c.want) {
+				t.Errorf("%s: %s: exports %v, want the changes %v", name, c.name, got, c.want)
+			}
+		}
+	}
+}
+
+// TestAppsScriptUnknownApp: --app with an app the image lacks stops the
+// action with Apptainer's message and status 1.
+func TestAppsScriptUnknownApp(t *testing.T) {
+	for name, shell := range testShells(t) {
+		path := filepath.Join(t.TempDir(), "95-apps.sh")
+		if err := os.WriteFile(path, []byte(appsScript), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(shell[0], append(shell[1:], "-c", `. "$1"; echo not reached`, "sh", path)...)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "SINGULARITY_APPNAME=no-such-app-imgfs"}
+		out, err := cmd.Output()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || string(out) != "Could not locate the container application: no-such-app-imgfs\n" {
+			t.Errorf("%s: %q, %v; want the message and exit status 1", name, out, err)
 		}
 	}
 }

@@ -83,3 +83,20 @@ func (t *Tree) add(p string, typ index.EntryType, linkname string, content []byt
 	}
 	return n, nil
 }
+
+// setImpliedRootTime gives the root directory the time t when no layer
+// declared it (its time is then the epoch, which means nothing): tools
+// showing the root's mtime then show when the image was made.
+func (t *Tree) setImpliedRootTime(mt time.Time) error {
+	if t.frozen {
+		return fmt.Errorf("set the root's time: %w", ErrFrozen)
+	}
+	r := t.root
+	if r.link != nil || r.entry.ModTime.Unix() > 0 {
+		return nil
+	}
+	e := *r.entry // implied directories share one Entry: copy it
+	e.ModTime = mt
+	r.entry = &e
+	return nil
+}

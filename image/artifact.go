@@ -309,7 +309,10 @@ type PushResult struct {
 // repository, unless an artifact with the same index blobs is there.
 func (img *Image) PushIndexes(ctx context.Context) (PushResult, error) {
 	m := img.Manifest
-	if img.repo == nil || len(m.RawManifest) == 0 || m.ConfigDigest == "" {
+	if img.repo == nil {
+		return PushResult{}, errors.New("index artifacts are in registries: a local image has none")
+	}
+	if len(m.RawManifest) == 0 || m.ConfigDigest == "" {
 		return PushResult{}, errors.New("index artifacts need an OCI or Docker schema 2 image in a registry")
 	}
 	var blobs []fetch.ArtifactBlob
@@ -402,6 +405,9 @@ type VerifyResult struct {
 // opened with IndexLocal. Identical bytes mean the artifact claims exactly
 // what the layer holds (the encoding is deterministic).
 func (img *Image) VerifyIndexes(ctx context.Context) ([]VerifyResult, error) {
+	if img.repo == nil {
+		return nil, errors.New("index artifacts are in registries: a local image has none")
+	}
 	a := newArtifacts(img.repo, img.Manifest.Digest, img.Manifest.MediaType, Scope(img.Manifest))
 	if err := a.discover(ctx); err != nil {
 		return nil, err

@@ -22,6 +22,10 @@ type Image struct {
 	// Manifest describes the image as its registry does.
 	Manifest *manifest.Image
 
+	// Reference is the reference the image was opened by, parsed.
+	Reference Reference
+
+	src       source
 	layers    []*Layer
 	tree      *fs.Tree
 	cache     *cache.Cache
@@ -35,7 +39,7 @@ type Image struct {
 // Layer is one layer of an opened image.
 type Layer struct {
 	manifest.Layer               // the descriptor: digest, media type, format, size
-	Blob           *fetch.Blob   // lazy range reads of the blob
+	Blob           Blob          // lazy range reads of the blob (registry or local file)
 	Index          *index.Index  // entries and spans
 	Reader         *index.Reader // verified, cached reads of entry contents
 	kept           *keptBlob     // Options.KeepBlobs: the blob with its copy in the cache dir
@@ -52,18 +56,23 @@ func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
 	if source != IndexLocal {
 		opts.imageManifest = earlyDiscovery(ctx, opts, &early)
 	}
-	m, repo, err := resolve(ctx, reference, opts)
+	m, src, ref, err := resolve(ctx, reference, opts)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkReadable(m); err != nil {
+		src.Close()
 		return nil, err
 	}
-	img := &Image{Manifest: m, log: opts.logger(), cache: opts.Cache, decode: opts.Decode, repo: repo}
-	if source != IndexLocal && repo != nil {
+	img := &Image{Manifest: m, Reference: ref, src: src, log: opts.logger(), cache: opts.Cache, decode: opts.Decode}
+	// Index artifacts are in registries: a local source has none.
+	if rs, ok := src.(registrySource); ok {
+		img.repo = rs.Repository
+	}
+	if source != IndexLocal && img.repo != nil {
 		img.artifacts = early
 		if early == nil || early.subject != m.Digest { // schema 1: no early word
-			img.artifacts = newArtifacts(repo, m.Digest, m.MediaType, Scope(m))
+			img.artifacts = newArtifacts(img.repo, m.Digest, m.MediaType, Scope(m))
 		}
 	}
 	if img.decode == nil {
@@ -71,11 +80,12 @@ func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
 	}
 	if img.cache == nil {
 		if img.cache, err = newSpanCache(opts); err != nil {
+			src.Close()
 			return nil, err
 		}
 		img.ownsCache = true
 	}
-	if err := img.openLayers(ctx, repo, opts); err != nil {
+	if err := img.openLayers(ctx, opts); err != nil {
 		img.Close()
 		return nil, err
 	}
@@ -89,7 +99,7 @@ func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
 	}
 	img.tree = fs.Merge(entries, fs.MergeOptions{Logger: img.log})
 	if opts.Synthesize {
-		if err := fs.Synthesize(img.tree, m.Config, fs.SynthOptions{Logger: img.log}); err != nil {
+		if err := fs.Synthesize(img.tree, m.Config, fs.SynthOptions{Provenance: provenance(ref, m), Logger: img.log}); err != nil {
 			img.Close()
 			return nil, err
 		}
@@ -109,14 +119,14 @@ func newSpanCache(opts Options) (*cache.Cache, error) {
 
 // openLayers opens the blob and index of every layer, indexParallelism at
 // a time.
-func (img *Image) openLayers(ctx context.Context, repo *fetch.Repository, opts Options) error {
+func (img *Image) openLayers(ctx context.Context, opts Options) error {
 	layers := img.Manifest.Layers
 	img.layers = make([]*Layer, len(layers))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(indexParallelism)
 	for i, desc := range layers {
 		g.Go(func() error {
-			l, err := img.openLayer(gctx, repo, opts, i, desc)
+			l, err := img.openLayer(gctx, opts, i, desc)
 			if err != nil {
 				return fmt.Errorf("layer %d (%s): %w", i+1, desc.Digest, err)
 			}
@@ -127,10 +137,13 @@ func (img *Image) openLayers(ctx context.Context, repo *fetch.Repository, opts O
 	return g.Wait()
 }
 
-func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Options, i int, desc manifest.Layer) (*Layer, error) {
-	blob, err := repo.OpenBlob(ctx, desc.Digest, desc.Size)
+func (img *Image) openLayer(ctx context.Context, opts Options, i int, desc manifest.Layer) (*Layer, error) {
+	blob, err := img.src.OpenBlob(ctx, desc.Digest, desc.Size)
 	if err != nil {
 		return nil, err
+	}
+	if opts.LayerLock != nil {
+		defer opts.LayerLock(desc.Digest)()
 	}
 	var progress LayerProgress = noProgress{}
 	if opts.Progress != nil {
@@ -138,9 +151,11 @@ func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Op
 	}
 	var src index.Blob = blob
 	var kept *keptBlob
-	if opts.KeepBlobs && opts.CacheDir != "" && (desc.Format == manifest.FormatGzip || desc.Format == manifest.FormatZstd) {
+	// A registry's blob may be kept in the cache dir; a local source's
+	// already is a local file.
+	if rb, ok := blob.(*fetch.Blob); ok && opts.KeepBlobs && opts.CacheDir != "" && (desc.Format == manifest.FormatGzip || desc.Format == manifest.FormatZstd) {
 		if path, err := keptBlobPath(opts.CacheDir, desc.Digest); err == nil {
-			kept = &keptBlob{Blob: blob, path: path, log: img.log}
+			kept = &keptBlob{Blob: rb, path: path, log: img.log}
 			src = kept
 		}
 	}
@@ -164,6 +179,7 @@ func (img *Image) openLayer(ctx context.Context, repo *fetch.Repository, opts Op
 		return nil, fmt.Errorf("index: %w", err)
 	}
 	img.log.Info("layer index", "layer", desc.Digest.String(), "how", ix.How())
+	recordLayerImage(opts.CacheDir, desc.Digest, img.Reference.String(), img.log)
 	r := ix.NewReader(src, img.cache, index.ReaderOptions{Decode: img.decode, Logger: img.log})
 	return &Layer{Layer: desc, Blob: blob, Index: ix, Reader: r, kept: kept}, nil
 }
@@ -177,10 +193,15 @@ func (img *Image) keepSpans() index.SpanBatch {
 	return nil
 }
 
-// Scope is who serves an image's blobs, "registry/repository": indexes and
-// data that cannot be verified against a layer digest are only reused
-// within it.
-func Scope(m *manifest.Image) string { return m.Registry + "/" + m.Repository }
+// Scope is who serves an image's blobs, "registry/repository", or
+// "transport:/path" for a local source: indexes and data that cannot be
+// verified against a layer digest are only reused within it.
+func Scope(m *manifest.Image) string {
+	if m.Transport != "" {
+		return m.Transport + ":" + m.Repository
+	}
+	return m.Registry + "/" + m.Repository
+}
 
 type noProgress struct{}
 
@@ -219,6 +240,9 @@ func (img *Image) Close() error {
 	}
 	if img.ownsCache && img.cache != nil {
 		errs = append(errs, img.cache.Close())
+	}
+	if img.src != nil {
+		errs = append(errs, img.src.Close())
 	}
 	return errors.Join(errs...)
 }

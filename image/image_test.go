@@ -111,7 +111,7 @@ func TestOpenReadsMergedTree(t *testing.T) {
 	}
 	if f, err := img.Open(context.Background(), "/.singularity.d/env/10-docker2singularity.sh"); err != nil {
 		t.Errorf("synthesized file: %v", err)
-	} else if p := make([]byte, 64); true {
+	} else if p := make([]byte, 512); true {
 		n, _ := f.ReadAt(p, 0)
 		if !strings.Contains(string(p[:n]), `PATH="/bin"`) {
 			t.Errorf("synthesized env: %q", p[:n])

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"syscall"
 
 	"github.com/imgfs/imgfs/fs"
 	"github.com/imgfs/imgfs/index"
@@ -45,19 +46,19 @@ func walkPath(t *fs.Tree, dir *fs.Node, p string, follow bool, hops *int) (*fs.N
 			continue
 		}
 		if !node.IsDir() {
-			return nil, fmt.Errorf("%s: not a directory", "/"+path.Join(parts[:i]...))
+			return nil, fmt.Errorf("%s: %w", "/"+path.Join(parts[:i]...), syscall.ENOTDIR)
 		}
 		child := node.Child(part)
 		if child == nil {
-			return nil, fmt.Errorf("%s: no such file or directory", "/"+path.Join(parts[:i+1]...))
+			return nil, fmt.Errorf("%s: %w", "/"+path.Join(parts[:i+1]...), syscall.ENOENT)
 		}
 		if child.Type() == index.TypeSymlink && (!last || follow) {
 			if child.Linkname() == "" { // as Linux: an empty target names nothing
-				return nil, fmt.Errorf("%s: no such file or directory", "/"+path.Join(parts[:i+1]...))
+				return nil, fmt.Errorf("%s: %w", "/"+path.Join(parts[:i+1]...), syscall.ENOENT)
 			}
 			*hops++
 			if *hops > maxSymlinkHops {
-				return nil, fmt.Errorf("%s: too many levels of symbolic links", p)
+				return nil, fmt.Errorf("%s: %w", p, syscall.ELOOP)
 			}
 			target, err := walkPath(t, node, child.Linkname(), true, hops)
 			if err != nil {

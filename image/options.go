@@ -44,6 +44,12 @@ type Options struct {
 	// one of index.DefaultDecodeBytes for this image.
 	Decode *index.DecodeLimit
 
+	// LayerLock, when set, is held around the opening (and building) of
+	// each layer's index, by layer digest: a server opening several
+	// images at once makes a layer they share be indexed (and fetched)
+	// once. It returns the unlock function.
+	LayerLock func(layer digest.Digest) (unlock func())
+
 	// Synthesize adds, in memory, the /.singularity.d and mount-point
 	// stubs Apptainer expects of a container directory (see fs.Synthesize).
 	Synthesize bool

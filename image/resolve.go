@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/imgfs/imgfs/fetch"
@@ -15,49 +14,88 @@ import (
 // Resolve describes an image without opening its layers: the manifest
 // chosen for the platform, verified, its config and layer descriptors.
 func Resolve(ctx context.Context, reference string, opts Options) (*manifest.Image, error) {
-	img, _, err := resolve(ctx, reference, opts)
-	return img, err
+	img, src, _, err := resolve(ctx, reference, opts)
+	if err != nil {
+		return nil, err
+	}
+	src.Close()
+	return img, nil
 }
 
-// resolve parses the reference, opens the repository (authentication is
-// negotiated once, for the manifests and every blob) and resolves the
-// image. It is the one place a registry client is made.
-func resolve(ctx context.Context, reference string, opts Options) (*manifest.Image, *fetch.Repository, error) {
-	var nameOpts []name.Option
-	if opts.Registry.PlainHTTP {
-		nameOpts = append(nameOpts, name.Insecure)
-	}
-	ref, err := manifest.ParseReference(reference, nameOpts...)
+// resolve parses the reference, opens its source (for a registry the
+// repository, through the mirrors of the registries configuration:
+// authentication is negotiated once, for the manifests and every blob; for
+// a local layout or archive its files) and resolves the image. It is the
+// one place a registry client is made.
+func resolve(ctx context.Context, reference string, opts Options) (*manifest.Image, source, Reference, error) {
+	ref, err := ParseReference(reference, opts.Registry.PlainHTTP)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, ref, err
 	}
-	fo := opts.Registry
-	if fo.Logger == nil {
-		fo.Logger = opts.logger()
-	}
-	repoName, fo, err := opts.pullOptions(ref, fo)
+	src, err := openSource(ctx, ref, opts)
 	if err != nil {
-		return nil, nil, err
-	}
-	repo, err := fetch.NewRepository(ctx, repoName, fo)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", ref, err)
+		return nil, nil, ref, err
 	}
 	mo := manifest.Options{
 		Platform:     opts.Platform,
 		PlatformFrom: opts.PlatformFrom,
 		Logger:       opts.logger(),
 	}
-	if early := opts.imageManifest; early != nil {
+	// Index artifacts live in registries: a local source has none to
+	// discover.
+	if rs, ok := src.(registrySource); ok && opts.imageManifest != nil {
+		early, repo, scope := opts.imageManifest, rs.Repository, ref.Registry.Registry+"/"+ref.Registry.Repository
 		mo.ImageManifest = func(d digest.Digest, mediaType string, _ int64, layers []manifest.Layer) {
-			early(repo, ref.Registry+"/"+ref.Repository, d, mediaType, layers)
+			early(repo, scope, d, mediaType, layers)
 		}
 	}
-	img, err := manifest.Resolve(ctx, repo, ref, mo)
+	img, err := manifest.Resolve(ctx, src, ref.manifestReference(), mo)
 	if err != nil {
-		return nil, nil, err
+		src.Close()
+		return nil, nil, ref, withHint(err)
 	}
-	return img, repo, nil
+	return img, src, ref, nil
+}
+
+// openSource opens where ref's manifests and blobs are: the files of a
+// local source, or the registry's repository through the mirrors the
+// registries configuration gives it.
+func openSource(ctx context.Context, ref Reference, opts Options) (source, error) {
+	if ref.IsLocal() {
+		return openLocalSource(ctx, ref)
+	}
+	fo := opts.Registry
+	if fo.Logger == nil {
+		fo.Logger = opts.logger()
+	}
+	repoName, fo, err := opts.pullOptions(ref.Registry, fo)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := fetch.NewRepository(ctx, repoName, fo)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref.Registry, withHint(err))
+	}
+	return registrySource{repo}, nil
+}
+
+// Tags lists the tags of a repository (reference without a tag, or with
+// one, which is ignored), or the image names of a local layout or archive.
+func Tags(ctx context.Context, reference string, opts Options) ([]string, error) {
+	ref, err := ParseReference(reference, opts.Registry.PlainHTTP)
+	if err != nil {
+		return nil, err
+	}
+	src, err := openSource(ctx, ref, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	tags, err := src.Tags(ctx)
+	if err != nil {
+		return nil, withHint(err)
+	}
+	return tags, nil
 }
 
 // checkReadable refuses, with the reason, images imgfs cannot serve in

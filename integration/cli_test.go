@@ -105,7 +105,7 @@ func TestCLI(t *testing.T) {
 			t.Errorf("ls /bin: %q", got)
 		}
 		res = mustCLI(t, env, "--plain-http", "ls", ref, "/etc/os-release")
-		if strings.TrimSpace(res.stdout) != "os-release" {
+		if strings.TrimSpace(res.stdout) != "/etc/os-release" { // as ls(1): the path as given
 			t.Errorf("ls of a file: %q", res.stdout)
 		}
 		res = mustCLI(t, env, "--plain-http", "ls", ref)

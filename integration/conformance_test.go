@@ -320,14 +320,36 @@ var stubPaths = []struct {
 	{"etc/hosts", "file", 0o644}, {"etc/resolv.conf", "file", 0o644},
 }
 
-// singularityFiles are the files of the synthesized /.singularity.d.
+// singularityFiles are the files of the synthesized /.singularity.d (see
+// fs.TestSynthesizeLayoutMatchesApptainer, and programs_test.go for what
+// the scripts do).
 var singularityFiles = map[string]uint32{
+	".singularity.d/actions/exec":                 0o755,
+	".singularity.d/actions/run":                  0o755,
+	".singularity.d/actions/shell":                0o755,
+	".singularity.d/actions/start":                0o755,
+	".singularity.d/actions/test":                 0o755,
 	".singularity.d/env/01-base.sh":               0o755,
 	".singularity.d/env/10-docker2singularity.sh": 0o755,
 	".singularity.d/env/90-environment.sh":        0o755,
+	".singularity.d/env/94-appsbase.sh":           0o755,
+	".singularity.d/env/95-apps.sh":               0o755,
 	".singularity.d/env/99-base.sh":               0o755,
+	".singularity.d/env/99-runtimevars.sh":        0o755,
 	".singularity.d/runscript":                    0o755,
+	".singularity.d/startscript":                  0o755,
 	".singularity.d/labels.json":                  0o644,
+	".singularity.d/Singularity":                  0o644,
+}
+
+// singularityLinks are the root links to /.singularity.d Apptainer makes.
+var singularityLinks = map[string]string{
+	"singularity": ".singularity.d/runscript",
+	".exec":       ".singularity.d/actions/exec",
+	".run":        ".singularity.d/actions/run",
+	".shell":      ".singularity.d/actions/shell",
+	".test":       ".singularity.d/actions/test",
+	"environment": ".singularity.d/env/90-environment.sh",
 }
 
 // synthesizedPaths are the paths the mount adds to an image whose oracle
@@ -335,6 +357,11 @@ var singularityFiles = map[string]uint32{
 // path the image lacks.
 func synthesizedPaths(oracle *Tree) map[string]bool {
 	out := map[string]bool{".singularity.d": true}
+	for p := range singularityLinks {
+		if _, ok := oracle.Entries[p]; !ok {
+			out[p] = true
+		}
+	}
 	for _, s := range stubPaths {
 		if _, ok := oracle.Entries[s.path]; !ok {
 			out[s.path] = true
@@ -364,11 +391,20 @@ func assertSynthesized(t *testing.T, mnt string, oracle *Tree, synth map[string]
 			check(s.path, s.typ, s.perm)
 		}
 	}
-	for _, d := range []string{".singularity.d", ".singularity.d/env", ".singularity.d/libs"} {
+	for _, d := range []string{".singularity.d", ".singularity.d/actions", ".singularity.d/env", ".singularity.d/libs"} {
 		check(d, "dir", 0o755)
 	}
 	for p, perm := range singularityFiles {
 		check(p, "file", perm)
+	}
+	for p, target := range singularityLinks {
+		if !synth[p] {
+			continue
+		}
+		check(p, "symlink", 0o777)
+		if got, err := os.Readlink(mnt + "/" + p); err != nil || got != target {
+			t.Errorf("synthesized /%s -> %q (%v), want -> %s", p, got, err, target)
+		}
 	}
 }
 
@@ -387,10 +423,12 @@ func skipSynthesized(synth map[string]bool) func(string) bool {
 
 // declaredPaths are the cleaned paths that some layer's entry names.
 func declaredPaths(layers ...[]Entry) map[string]bool {
-	out := map[string]bool{".": true}
+	out := map[string]bool{} // the root too only when a layer declares it ("./")
 	for _, entries := range layers {
 		for _, e := range entries {
-			out[path.Clean(e.Path)] = true
+			if e.Type != TypeWhiteout && e.Type != TypeOpaqueDir { // markers declare no metadata
+				out[path.Clean(e.Path)] = true
+			}
 		}
 	}
 	return out
@@ -400,8 +438,8 @@ func declaredPaths(layers ...[]Entry) map[string]bool {
 // umoci gives, and nothing else:
 //
 //   - The mtime of implied directories (parents no layer declares): umoci
-//     creates them at unpack time (MkdirAll), imgfs shows the epoch; neither
-//     comes from the image.
+//     creates them at unpack time (MkdirAll), imgfs shows the epoch (the
+//     image's creation time for the root); neither comes from a layer.
 //   - The mtime of a declared directory in which umoci created an implied
 //     one: umoci restores a parent's mtime after extracting a declared entry
 //     into it, but not after its MkdirAll of implied parents.

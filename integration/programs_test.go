@@ -1,9 +1,10 @@
 package integration
 
 // Programs run from the mount: a static busybox image, chrooted into, stands
-// in for `apptainer exec|run DIR` (Apptainer is not installable here). The
-// synthesized /.singularity.d must give the image's environment, run its
-// entrypoint and command, and carry its labels.
+// in for `apptainer exec|run|shell|test|instance start DIR` (Apptainer is
+// not installable here). The synthesized /.singularity.d must give the
+// image's environment, run its entrypoint and command, carry its labels,
+// and its action scripts must behave as Apptainer's.
 
 import (
 	"bytes"
@@ -30,7 +31,7 @@ const showArgs = "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]\\n' \"$a\"; done\n
 
 // programEnv is the image's Env: values with spaces, quotes, $, backslashes,
 // backticks, '=', UTF-8, an empty value, an entry without '=', an invalid
-// name (skipped) and a repeated name (the last wins).
+// name (skipped) and a repeated name.
 var programEnv = []string{
 	"PATH=/bin:/usr/bin",
 	"SPACES=value with  two spaces",
@@ -59,7 +60,7 @@ var wantProgramEnv = map[string]string{
 	"EMPTY":     "",
 	"EQUALS":    "a=b=c",
 	"NOVALUE":   "",
-	"DUP":       "second",
+	"DUP":       "first", // as in a sandbox Apptainer builds: each entry is a line, the first value wins
 	"UNICODE":   "héllo ✓",
 }
 
@@ -73,8 +74,29 @@ var (
 	}
 )
 
+// scifApps are two SCIF apps (what `apptainer run|test|exec --app NAME`
+// selects): demo, with a runscript, a test, bin/, lib/ and its own
+// environment scripts, which record the order they are sourced in; and
+// bare, an app with nothing in it.
+func scifApps() []Entry {
+	script := func(p, body string) Entry {
+		return Entry{Path: p, Type: TypeFile, Mode: 0o755, Content: []byte("#!/bin/sh\n" + body)}
+	}
+	return []Entry{
+		Dir("scif"), Dir("scif/apps"), Dir("scif/apps/demo"), Dir("scif/apps/demo/scif"), Dir("scif/apps/demo/scif/env"),
+		Dir("scif/apps/demo/bin"), Dir("scif/apps/demo/lib"), Dir("scif/apps/bare"),
+		script("scif/apps/demo/scif/runscript", "echo demo-run\nexec /bin/show-args \"$@\"\n"),
+		script("scif/apps/demo/scif/test", "echo demo-test\n/bin/show-args \"$@\"\nexit 3\n"),
+		// Sourced by 95-apps.sh, after 10-docker2singularity.sh (SPACES is
+		// set) and before 99-base.sh (PS1 still empty).
+		script("scif/apps/demo/scif/env/01-base.sh", "export DEMO_ORDER=app-01\n"),
+		script("scif/apps/demo/scif/env/90-environment.sh",
+			"export DEMO_ORDER=\"$DEMO_ORDER app-90 spaces=$SPACES ps1=${PS1:-none}\"\n"),
+	}
+}
+
 // busyboxImage is the host's static busybox with the applets the tests use
-// as symlinks, and the show-args script.
+// as symlinks, the show-args script and the SCIF apps.
 func busyboxImage(t *testing.T) *BuiltImage {
 	t.Helper()
 	bb := requireStaticBusybox(t)
@@ -84,7 +106,8 @@ func busyboxImage(t *testing.T) *BuiltImage {
 		{Path: "bin/show-args", Type: TypeFile, Mode: 0o755, Content: []byte(showArgs)},
 		Dir("etc"), File("etc/hostname", "busybox-image\n"),
 	}
-	for _, applet := range []string{"sh", "cat", "ls", "env", "echo", "printf", "id", "uname", "test"} {
+	entries = append(entries, scifApps()...)
+	for _, applet := range []string{"sh", "cat", "ls", "env", "echo", "printf", "id", "uname", "test", "[", "kill", "true"} {
 		entries = append(entries, Symlink("bin/"+applet, "busybox"))
 	}
 	layer := MustLayer(t, LayerSpec{Entries: entries})
@@ -141,6 +164,9 @@ type chrootError struct {
 	err    error
 	stderr string
 }
+
+// Unwrap gives the command's error (an *exec.ExitError for its status).
+func (e *chrootError) Unwrap() error { return e.err }
 
 func (e *chrootError) Error() string {
 	return "chroot " + strings.Join(e.argv, " ") + ": " + e.err.Error() + ": " + e.stderr
@@ -226,6 +252,171 @@ func TestProgramsOnMount(t *testing.T) {
 		}
 	})
 
+	// Apptainer runs /.singularity.d/actions/<action> (its own interpreter
+	// first; for test and start without a script of the image's, the file
+	// itself): each sources env/*.sh, then runs what its action runs.
+	t.Run("action-exec", func(t *testing.T) {
+		// Arguments reach the command as given: spaces, empty, quotes, $.
+		args := []string{"a b", "", `q"uote`, "$HOME", "it's", "-n"}
+		out, err := inChroot(t, m.Dir, nil, append([]string{"/.singularity.d/actions/exec", "/bin/show-args"}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "[a b]\n[]\n[q\"uote]\n[$HOME]\n[it's]\n[-n]\n"; out != want {
+			t.Errorf("exec action: %q, want %q", out, want)
+		}
+		out, err = inChroot(t, m.Dir, nil, "/.exec", "/bin/echo", "via link")
+		if err != nil || out != "via link\n" {
+			t.Errorf("/.exec: %q, %v", out, err)
+		}
+	})
+	t.Run("action-exec-env", func(t *testing.T) {
+		// env/*.sh sourced: the image's Env, the libs directory, and PS1
+		// set only when empty (an empty PS1 is what Apptainer gives; busybox
+		// sh would set its own when unset).
+		for _, c := range []struct{ ps1, want string }{
+			{"PS1=", "value with  two spaces|/.singularity.d/libs|Apptainer> "},
+			{"PS1=mine$ ", "value with  two spaces|/.singularity.d/libs|mine$ "},
+		} {
+			out, err := inChroot(t, m.Dir, []string{c.ps1}, "/.singularity.d/actions/exec", "/bin/sh", "-c", `printf '%s|%s|%s' "$SPACES" "$LD_LIBRARY_PATH" "$PS1"`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out != c.want {
+				t.Errorf("exec action with %s: %q, want %q (env/*.sh sourced in order)", c.ps1, out, c.want)
+			}
+		}
+	})
+	t.Run("env-order", func(t *testing.T) {
+		// 10-docker2singularity.sh sets the image's PATH over the host's;
+		// 99-runtimevars.sh, last, applies --env's PATH parts and drops
+		// them; 95-apps.sh (before 99-base.sh) puts the app's bin and lib
+		// first and sources the app's own scripts, after the image's Env and
+		// before PS1 is set.
+		show := `printf '%s|%s|%s|%s|%s|%s' "$PATH" "$LD_LIBRARY_PATH" "${SCIF_APPROOT:-none}" "${DEMO_ORDER:-none}" "$PS1" "${SING_USER_DEFINED_PREPEND_PATH:-gone}${SING_USER_DEFINED_APPEND_PATH:-gone}"`
+		host := []string{"PATH=/host/bin", "LD_LIBRARY_PATH=/host/lib", "PS1=", "SING_USER_DEFINED_PREPEND_PATH=/pre", "SING_USER_DEFINED_APPEND_PATH=/post"}
+		for _, c := range []struct {
+			name string
+			env  []string
+			want string
+		}{
+			{"no app", nil, "/pre:/bin:/usr/bin:/post|/host/lib:/.singularity.d/libs|none|none|Apptainer> |gonegone"},
+			{"app", []string{"SINGULARITY_APPNAME=demo"},
+				"/pre:/scif/apps/demo/bin:/scif/apps/demo:/scif/apps/singularity:/bin:/usr/bin:/post|" +
+					"/scif/apps/demo/lib:/host/lib:/.singularity.d/libs|/scif/apps/demo|" +
+					"app-01 app-90 spaces=value with  two spaces ps1=none|Apptainer> |gonegone"},
+			{"bare app", []string{"SINGULARITY_APPNAME=bare"},
+				"/pre:/scif/apps/bare:/scif/apps/singularity:/bin:/usr/bin:/post|/host/lib:/.singularity.d/libs|/scif/apps/bare|none|Apptainer> |gonegone"},
+			{"whole PATH", []string{"SING_USER_DEFINED_PATH=/only"}, "/only|/host/lib:/.singularity.d/libs|none|none|Apptainer> |gonegone"},
+		} {
+			out, err := inChroot(t, m.Dir, append(slices.Clone(host), c.env...), "/.singularity.d/actions/exec", "/bin/sh", "-c", show)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if out != c.want {
+				t.Errorf("%s:\n got %q\nwant %q", c.name, out, c.want)
+			}
+		}
+	})
+	t.Run("no-apps-scripts", func(t *testing.T) {
+		// Without --app, 94-appsbase.sh and 95-apps.sh (and 01-base.sh,
+		// 90-environment.sh) change nothing.
+		out, err := inChroot(t, m.Dir, []string{"PATH=/bin", "LD_LIBRARY_PATH=/l"}, "/bin/sh", "-c", `env -0; printf '\001'; `+
+			`for f in 01-base 90-environment 94-appsbase 95-apps; do . /.singularity.d/env/$f.sh || exit 9; done; env -0`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, after, _ := strings.Cut(out, "\x01")
+		if got := changedVars(parseEnv0(before), parseEnv0(after)); len(got) != 0 {
+			t.Errorf("sourcing without an app changed\n%s", formatEnv(got))
+		}
+		if data, err := os.ReadFile(m.path(".singularity.d/env/94-appsbase.sh")); err != nil || len(data) != 0 {
+			t.Errorf("94-appsbase.sh: %q, %v; want empty (no apps)", data, err)
+		}
+	})
+	t.Run("action-run", func(t *testing.T) {
+		// Arguments replace CMD and follow ENTRYPOINT, one word each.
+		out, err := inChroot(t, m.Dir, nil, "/.singularity.d/actions/run", "given", "two words", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "[entry word]\n" + `[e$HOME"q\]` + "\n[given]\n[two words]\n[]\n"; out != want {
+			t.Errorf("run action: %q, want %q", out, want)
+		}
+		// No arguments: CMD.
+		out, err = inChroot(t, m.Dir, nil, "/.run")
+		if want := "[entry word]\n" + `[e$HOME"q\]` + "\n[cmd one]\n[`c2`]\n"; err != nil || out != want {
+			t.Errorf("/.run: %q, %v; want %q", out, err, want)
+		}
+		// The root links point at the actions and runscript.
+		out, err = inChroot(t, m.Dir, nil, "/singularity", "via-link")
+		if err != nil || !strings.HasSuffix(out, "[via-link]\n") {
+			t.Errorf("/singularity: %q, %v", out, err)
+		}
+		// --app: the app's runscript, with the arguments as given.
+		out, err = inChroot(t, m.Dir, []string{"SINGULARITY_APPNAME=demo"}, "/.singularity.d/actions/run", "x", "y z")
+		if err != nil || out != "demo-run\n[x]\n[y z]\n" {
+			t.Errorf("run --app demo: %q, %v", out, err)
+		}
+		out, err = inChroot(t, m.Dir, []string{"SINGULARITY_APPNAME=bare"}, "/.singularity.d/actions/run")
+		if want := "No Apptainer runscript for contained app: bare\n"; exitCode(err) != 1 || out != want {
+			t.Errorf("run --app bare: %q, %v; want %q and status 1", out, err, want)
+		}
+	})
+	t.Run("action-shell", func(t *testing.T) {
+		// No bash in the image: sh, with SHELL naming it.
+		out, err := inChroot(t, m.Dir, []string{"PS1="}, "/.shell", "-c", `printf '%s|%s|%s' "$SHELL" "$SPACES" "$PS1"`)
+		if want := "/bin/sh|value with  two spaces|Apptainer> "; err != nil || out != want {
+			t.Errorf("shell action: %q, %v; want %q", out, err, want)
+		}
+		// --shell: that program, with the arguments.
+		out, err = inChroot(t, m.Dir, []string{"SINGULARITY_SHELL=/bin/show-args"}, "/.singularity.d/actions/shell", "-c", "a b")
+		if err != nil || out != "[-c]\n[a b]\n" {
+			t.Errorf("shell action with SINGULARITY_SHELL: %q, %v", out, err)
+		}
+	})
+	t.Run("action-test", func(t *testing.T) {
+		// No test in the image: Apptainer's message, and success.
+		out, err := inChroot(t, m.Dir, nil, "/.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "No test found in container, executing /bin/sh -c true\n"; out != want {
+			t.Errorf("test action: %q, want %q", out, want)
+		}
+		// A test script (the app's): run with the arguments; its status is
+		// the action's.
+		out, err = inChroot(t, m.Dir, []string{"SINGULARITY_APPNAME=demo"}, "/.singularity.d/actions/test", "arg one")
+		if exitCode(err) != 3 || out != "demo-test\n[arg one]\n" {
+			t.Errorf("test --app demo: %q, %v; want the test's output and its status 3", out, err)
+		}
+		out, err = inChroot(t, m.Dir, []string{"SINGULARITY_APPNAME=bare"}, "/.singularity.d/actions/test")
+		if want := "No tests for contained app: bare\n"; exitCode(err) != 1 || out != want {
+			t.Errorf("test --app bare: %q, %v; want %q and status 1", out, err, want)
+		}
+		out, err = inChroot(t, m.Dir, []string{"SINGULARITY_APPNAME=missing"}, "/.singularity.d/actions/test")
+		if want := "Could not locate the container application: missing\n"; exitCode(err) != 1 || out != want {
+			t.Errorf("test --app missing: %q, %v; want %q and status 1", out, err, want)
+		}
+	})
+	t.Run("action-start", func(t *testing.T) {
+		// start signals its PID 1 to continue: run it as PID 1 of its own
+		// PID namespace, never the host's init.
+		unshare := RequireTool(t, "unshare")
+		ctx, cancel := context.WithTimeout(context.Background(), programTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, unshare, "--pid", "--fork", RequireTool(t, "chroot"), m.Dir,
+			"/bin/env", "-i", "/bin/sh", "-c", `/.singularity.d/actions/start && echo started`)
+		out, err := cmd.CombinedOutput()
+		if err != nil || string(out) != "started\n" {
+			t.Errorf("start action: %q, %v (want it to exec the startscript, which does nothing, and exit 0)", out, err)
+		}
+		script, err := inChroot(t, m.Dir, nil, "/.singularity.d/startscript", "ignored")
+		if err != nil || script != "" {
+			t.Errorf("startscript: %q, %v; want nothing and status 0", script, err)
+		}
+	})
+
 	t.Run("labels", func(t *testing.T) {
 		data, err := os.ReadFile(m.path(".singularity.d/labels.json"))
 		if err != nil {
@@ -235,8 +426,26 @@ func TestProgramsOnMount(t *testing.T) {
 		if err := json.Unmarshal(data, &got); err != nil {
 			t.Fatalf("labels.json is not a JSON object of strings: %v\n%s", err, data)
 		}
-		if !maps.Equal(got, programLabels) {
-			t.Errorf("labels.json %v, want %v", got, programLabels)
+		// The image's labels, and the build labels Apptainer adds that can
+		// be derived from the image (fs.labelsJSON).
+		want := maps.Clone(programLabels)
+		want["org.label-schema.schema-version"] = "1.0"
+		want["org.label-schema.build-arch"] = "amd64"
+		want["org.label-schema.usage.singularity.deffile.bootstrap"] = "docker"
+		want["org.label-schema.usage.singularity.deffile.from"] = ref
+		want["org.opencontainers.image.base.name"] = ref
+		_, dgst, _ := strings.Cut(ref, "@")
+		want["org.opencontainers.image.base.digest"] = dgst
+		// The image's creation time, in Apptainer's format (fs tests it).
+		if created := got["org.label-schema.build-date"]; strings.HasSuffix(created, "_UTC") {
+			want["org.label-schema.build-date"] = created
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("labels.json %v\nwant %v", got, want)
+		}
+		def, err := os.ReadFile(m.path(".singularity.d/Singularity"))
+		if err != nil || string(def) != "bootstrap: docker\nfrom: "+ref+"\n\n" {
+			t.Errorf("/.singularity.d/Singularity: %q, %v", def, err)
 		}
 	})
 }

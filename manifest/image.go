@@ -34,7 +34,10 @@ type Layer struct {
 
 // Image is a resolved, verified image for one platform.
 type Image struct {
-	// Reference parts, normalised (Docker Hub defaults applied).
+	// Reference parts, normalised (Docker Hub defaults applied). For a
+	// local source Transport names its kind (oci, oci-archive,
+	// docker-archive), Repository is its path and Registry is empty.
+	Transport  string `json:"transport,omitempty"`
 	Registry   string `json:"registry"`   // e.g. index.docker.io, 127.0.0.1:5000
 	Repository string `json:"repository"` // e.g. library/ubuntu
 	Tag        string `json:"tag,omitempty"`

@@ -16,6 +16,11 @@ const dockerTransport = "docker://"
 // Reference is a parsed, normalised image reference. The embedded
 // name.Reference is what fetch needs (Context() is the repository).
 type Reference struct {
+	// Transport is "" for an image in a registry; for a local source it
+	// names its kind (skopeo's transport names: oci, oci-archive,
+	// docker-archive), Repository is then its absolute path and Registry
+	// is empty.
+	Transport  string
 	Registry   string        // e.g. index.docker.io, 127.0.0.1:5000
 	Repository string        // e.g. library/ubuntu
 	Tag        string        // "latest" when neither tag nor digest was given; "" when only a digest was
@@ -23,9 +28,13 @@ type Reference struct {
 	name.Reference
 }
 
-// String is the fully normalised reference: registry/repository[:tag][@digest].
+// String is the fully normalised reference: registry/repository[:tag][@digest],
+// or transport:path[:tag][@digest] for a local source.
 func (r Reference) String() string {
 	s := r.Registry + "/" + r.Repository
+	if r.Transport != "" {
+		s = r.Transport + ":" + r.Repository
+	}
 	if r.Tag != "" {
 		s += ":" + r.Tag
 	}

@@ -56,6 +56,9 @@ func Resolve(ctx context.Context, src Source, ref Reference, opts Options) (*Ima
 	r := &resolver{src: src, log: log, ref: ref, want: NormalizePlatform(want), wantFrom: wantFrom, early: opts.ImageManifest}
 	img, err := r.resolve(ctx)
 	if err != nil {
+		if strings.Contains(err.Error(), ref.String()) {
+			return nil, err // the source's error names the image already
+		}
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	return img, nil
@@ -73,6 +76,7 @@ type resolver struct {
 
 func (r *resolver) resolve(ctx context.Context) (*Image, error) {
 	img := &Image{
+		Transport:  r.ref.Transport,
 		Registry:   r.ref.Registry,
 		Repository: r.ref.Repository,
 		Tag:        r.ref.Tag,
@@ -150,7 +154,7 @@ func (r *resolver) getManifest(ctx context.Context, reference string, accept []s
 	r.log.Info("manifest GET", "reference", reference, "accept", strings.Join(accept, ", "))
 	resp, err := r.src.Manifest(ctx, reference, accept)
 	if err != nil {
-		return nil, fmt.Errorf("get manifest %s: %w", reference, err)
+		return nil, err // names the manifest (fetch: "manifest repo:tag: ...")
 	}
 	if resp == nil {
 		return nil, fmt.Errorf("get manifest %s: empty response", reference)

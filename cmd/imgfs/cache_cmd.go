@@ -1,16 +1,21 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
+
+	"github.com/imgfs/imgfs/image"
 )
 
 func init() { registerCommand(newCacheCommand) }
@@ -25,46 +30,59 @@ func newCacheCommand(a *app) *cobra.Command {
   local/                  decompressed plain-zstd layers
   blobs/                  layers kept with --cache-layers
   manifests/              manifests by digest
+  refs/sha256/<digest>    the images each layer was opened for
+  mounts/                 one state file per running mount (see 'imgfs mounts')
   logs/                   logs of background mounts`,
 		Args: noArgs,
 	}
 	var olderThan time.Duration
-	var all bool
+	var all, jsonOut bool
 	ls := &cobra.Command{
 		Use:   "ls",
-		Short: "List cached layer indexes and how much data is cached",
-		Args:  noArgs,
+		Short: "List cached layer indexes, the images they came from, and how much data is cached",
+		Long: `List the cached layer indexes: the file, its size, when it was last used, and
+the images the layer was opened for (as recorded since imgfs records them);
+then the files and bytes of decoded data (spans), of local plain-zstd
+copies, of layers kept with --cache-layers (blobs) and of cached manifests.
+--json prints the same as one JSON document.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := a.cacheDir()
 			if err != nil {
 				return err
 			}
-			files, err := cacheFiles(filepath.Join(dir, "index"))
+			listing, err := listCache(dir)
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "INDEX\tSIZE\tLAST USED")
-			for _, f := range files {
-				fmt.Fprintf(tw, "sha256:%s\t%s\t%s\n", filepath.Base(f.path), humanSize(f.size), f.modTime.Format(time.DateTime))
+			out := cmd.OutOrStdout()
+			if jsonOut {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(listing)
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "INDEX\tSIZE\tLAST USED\tIMAGES")
+			for _, ix := range listing.Indexes {
+				images := strings.Join(ix.Images, ", ")
+				if images == "" {
+					images = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ix.Index, humanSize(ix.Size), ix.LastUsed.Local().Format(time.DateTime), escapeName(images))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			for _, sub := range []string{"spans", "local", "blobs", "manifests"} {
-				files, err := cacheFiles(filepath.Join(dir, sub))
-				if err != nil {
-					return err
-				}
-				var total int64
-				for _, f := range files {
-					total += f.size
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d files, %s\n", sub, len(files), humanSize(total))
+			for _, t := range []struct {
+				name  string
+				total CacheTotal
+			}{{"spans", listing.Spans}, {"local", listing.Local}, {"blobs", listing.Blobs}, {"manifests", listing.Manifests}} {
+				fmt.Fprintf(out, "%s: %d files, %s\n", t.name, t.total.Files, humanSize(t.total.Bytes))
 			}
 			return nil
 		},
 	}
+	ls.Flags().BoolVar(&jsonOut, "json", false, "print a JSON document")
 	prune := &cobra.Command{
 		Use:   "prune",
 		Short: "Delete cached data and indexes not used recently",
@@ -102,6 +120,7 @@ local/ would fail.`,
 					freed += f.size
 				}
 			}
+			forgetPrunedLayers(dir)
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %d files, %s\n", removed, humanSize(freed))
 			if len(failed) > 0 {
 				return fmt.Errorf("could not remove %d files; first: %w", len(failed), failed[0])
@@ -109,7 +128,7 @@ local/ would fail.`,
 			return nil
 		},
 	}
-	prune.Flags().DurationVar(&olderThan, "older-than", 30*24*time.Hour, "age of the files to delete")
+	durationFlag(prune.Flags(), &olderThan, "older-than", 30*24*time.Hour, "age of the files to delete (e.g. 12h, 7d, 2w)")
 	prune.Flags().BoolVar(&all, "all", false, "delete everything")
 	cmd.AddCommand(ls, prune)
 	return cmd
@@ -147,4 +166,91 @@ func cacheFiles(dir string) ([]cacheFile, error) {
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].modTime.After(out[j].modTime) })
 	return out, err
+}
+
+// CacheListing is what cache ls --json prints.
+type CacheListing struct {
+	Indexes   []CacheIndex `json:"indexes"`   // most recently used first
+	Spans     CacheTotal   `json:"spans"`     // decoded data
+	Local     CacheTotal   `json:"local"`     // plain-zstd layer copies
+	Blobs     CacheTotal   `json:"blobs"`     // layers kept with --cache-layers
+	Manifests CacheTotal   `json:"manifests"` // manifests by digest
+}
+
+// CacheIndex is one cached layer index.
+type CacheIndex struct {
+	Index    string    `json:"index"`  // sha256:<file name>: the layer digest, format and, for unverified layers, scope
+	Digest   string    `json:"digest"` // the layer
+	Size     int64     `json:"size"`
+	LastUsed time.Time `json:"lastUsed"`
+	Images   []string  `json:"images"` // the references the layer was opened for
+}
+
+// CacheTotal counts files and bytes.
+type CacheTotal struct {
+	Files int   `json:"files"`
+	Bytes int64 `json:"bytes"`
+}
+
+func listCache(dir string) (*CacheListing, error) {
+	files, err := cacheFiles(filepath.Join(dir, "index"))
+	if err != nil {
+		return nil, err
+	}
+	images, err := image.LayerImages(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := &CacheListing{Indexes: []CacheIndex{}}
+	for _, f := range files {
+		if strings.HasPrefix(filepath.Base(f.path), ".") {
+			continue // a builder's lock file (index.Open), not an index
+		}
+		d := indexFileLayer(f.path)
+		refs := images[d]
+		if refs == nil {
+			refs = []string{}
+		}
+		out.Indexes = append(out.Indexes, CacheIndex{Index: d.Algorithm().String() + ":" + filepath.Base(f.path), Digest: d.String(),
+			Size: f.size, LastUsed: f.modTime.UTC(), Images: refs})
+	}
+	for sub, total := range map[string]*CacheTotal{"spans": &out.Spans, "local": &out.Local, "blobs": &out.Blobs, "manifests": &out.Manifests} {
+		files, err := cacheFiles(filepath.Join(dir, sub))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			total.Files++
+			total.Bytes += f.size
+		}
+	}
+	return out, nil
+}
+
+// indexFileLayer is the layer digest of an index file,
+// index/<algorithm>/<hex>.<format>[...].
+func indexFileLayer(p string) digest.Digest {
+	hex, _, _ := strings.Cut(filepath.Base(p), ".")
+	return digest.NewDigestFromEncoded(digest.Algorithm(filepath.Base(filepath.Dir(p))), hex)
+}
+
+// forgetPrunedLayers drops the image records of layers with no index left.
+func forgetPrunedLayers(dir string) {
+	images, err := image.LayerImages(dir)
+	if err != nil || len(images) == 0 {
+		return
+	}
+	files, err := cacheFiles(filepath.Join(dir, "index"))
+	if err != nil {
+		return
+	}
+	kept := map[digest.Digest]bool{}
+	for _, f := range files {
+		kept[indexFileLayer(f.path)] = true
+	}
+	for d := range images {
+		if !kept[d] {
+			image.ForgetLayerImages(dir, d)
+		}
+	}
 }

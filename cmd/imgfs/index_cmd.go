@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 
@@ -36,15 +37,22 @@ Index artifacts: --push publishes the gzip and tar layer indexes built here
 repository as an OCI artifact referring to the image, found by later
 mounts, ls, cat and index on any machine (--index-source). --verify builds
 the indexes here and compares them, byte for byte, with the artifact in the
-registry.`,
+registry.
+
+--json prints the table as a JSON array (layer, digest, format, entries,
+uncompressedSize, verified, reads, index).`,
 		Example: `  imgfs index docker://python:3.12
   imgfs --plain-http index 127.0.0.1:5000/tools/app:dev
+  imgfs index --json docker-archive:./app.tar
   imgfs index --push registry.example.com/team/app:1.0
   imgfs index --verify registry.example.com/team/app:1.0`,
 		Args: exactArgs("IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.push && f.verify {
 				return usageErrorf("--push and --verify are exclusive")
+			}
+			if f.json && (f.push || f.verify) {
+				return usageErrorf("--json and --push or --verify are exclusive")
 			}
 			img, err := a.openImage(cmd, args[0], func(o *image.Options) {
 				if f.push || f.verify { // only what was built here from verified bytes
@@ -55,6 +63,23 @@ registry.`,
 				return err
 			}
 			defer img.Close()
+			if f.json {
+				rows := []IndexRow{}
+				for i, l := range img.Layers() {
+					ix := l.Index
+					rows = append(rows, IndexRow{Layer: i + 1, Digest: ix.Layer.String(), Format: string(ix.Format), Entries: len(ix.Entries),
+						UncompressedSize: ix.UncompressedSize(), Verified: ix.Verified(), Reads: readMode(ix), Index: ix.How()})
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rows); err != nil {
+					return err
+				}
+				if f.pushIndex {
+					return pushIndexes(cmd, img, a.logger, true) // logs only
+				}
+				return nil
+			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "LAYER\tDIGEST\tFORMAT\tENTRIES\tUNCOMPRESSED\tREADS\tINDEX")
 			for i, l := range img.Layers() {
@@ -81,11 +106,24 @@ registry.`,
 	fl.BoolVar(&f.verify, "verify", false, "build the indexes here and compare them with the image's index artifact")
 	fl.BoolVar(&f.pushIndex, "push-index", false, "publish indexes built here now, if any; a failure is a warning")
 	withEnv(fl, "push-index")
+	fl.BoolVar(&f.json, "json", false, "print a JSON array")
 	return cmd
 }
 
 type indexFlags struct {
-	push, verify, pushIndex bool
+	push, verify, pushIndex, json bool
+}
+
+// IndexRow is one layer in index --json.
+type IndexRow struct {
+	Layer            int    `json:"layer"` // 1 is the base
+	Digest           string `json:"digest"`
+	Format           string `json:"format"`
+	Entries          int    `json:"entries"`
+	UncompressedSize int64  `json:"uncompressedSize"`
+	Verified         bool   `json:"verified"` // every byte served is checked against a pinned digest
+	Reads            string `json:"reads"`    // how reads are served
+	Index            string `json:"index"`    // how the index was obtained: built, cached, artifact, ...
 }
 
 // readMode says how reads of a layer are served, so users know which layers

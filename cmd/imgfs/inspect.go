@@ -2,12 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"text/template"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -21,9 +23,11 @@ func init() { registerCommand(newInspectCommand) }
 
 // inspectCommand holds the flags of one inspect run.
 type inspectCommand struct {
-	app     *app
-	jsonOut bool
-	raw     bool
+	app       *app
+	jsonOut   bool
+	raw       bool
+	rawConfig bool
+	format    string
 }
 
 func newInspectCommand(a *app) *cobra.Command {
@@ -35,15 +39,26 @@ func newInspectCommand(a *app) *cobra.Command {
 digest and media type of the manifest, the index and the platforms it offers
 (the chosen one marked *), every layer with its media type, format and
 sizes (uncompressed once its index is cached: see 'imgfs index'), the total
-size, and the config (created, env, entrypoint, cmd, working
-directory, user, labels, exposed ports, volumes).
+size, the config (created, env, entrypoint, cmd, working directory, user,
+labels, exposed ports, volumes) and its history (when each step was made,
+by what command, and which made no layer).
 
---json prints the same as a stable JSON document. --raw prints the manifest
-the reference points at exactly as the registry sent it: for a multi-platform
-image that is the index; inspect IMAGE@<digest> --raw shows one platform's.`,
+IMAGE is a registry reference, or a local source: oci:DIR[:TAG],
+oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG].
+
+--json prints the same as a stable JSON document. --format prints it with a
+Go template over that document's fields ({{.Digest}}, {{.Config.Created}},
+{{json .Config.Config.Env}}, {{range .Layers}}{{.Digest}} {{end}}...;
+functions json, join, upper, lower). --raw prints the manifest the reference
+points at exactly as the registry sent it: for a multi-platform image that is
+the index; inspect IMAGE@<digest> --raw shows one platform's. --config prints
+the image's config blob exactly as stored.`,
 		Example: `  imgfs inspect ubuntu:22.04
   imgfs inspect --platform linux/arm64 docker://alpine --json
   imgfs inspect --raw ghcr.io/org/app@sha256:...
+  imgfs inspect --config alpine:3.20 | jq .history
+  imgfs inspect --format '{{.Digest}} {{.Platform}}' debian:12
+  imgfs inspect oci:./layout:v1
   imgfs --plain-http -v inspect 127.0.0.1:5000/app:dev`,
 		Args: exactArgs("IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,12 +67,30 @@ image that is the index; inspect IMAGE@<digest> --raw shows one platform's.`,
 	}
 	cmd.Flags().BoolVar(&ic.jsonOut, "json", false, "print a JSON document")
 	cmd.Flags().BoolVar(&ic.raw, "raw", false, "print the manifest bytes exactly as received")
+	cmd.Flags().BoolVar(&ic.rawConfig, "config", false, "print the config blob exactly as stored")
+	cmd.Flags().StringVar(&ic.format, "format", "", "print with a Go template over the --json document")
 	return cmd
 }
 
 func (ic *inspectCommand) run(cmd *cobra.Command, reference string) error {
-	if ic.jsonOut && ic.raw {
-		return usageErrorf("--json and --raw cannot be used together")
+	set := 0
+	for _, on := range []bool{ic.jsonOut, ic.raw, ic.rawConfig, ic.format != ""} {
+		if on {
+			set++
+		}
+	}
+	if set > 1 {
+		if ic.jsonOut && ic.raw && set == 2 {
+			return usageErrorf("--json and --raw cannot be used together")
+		}
+		return usageErrorf("--json, --format, --raw and --config cannot be used together")
+	}
+	var tmpl *template.Template
+	if ic.format != "" {
+		var err error
+		if tmpl, err = parseFormat(ic.format); err != nil {
+			return err
+		}
 	}
 	opts, err := ic.app.imageOptions(cmd)
 	if err != nil {
@@ -76,6 +109,13 @@ func (ic *inspectCommand) run(cmd *cobra.Command, reference string) error {
 		_, err := out.Write(raw)
 		return err
 	}
+	if ic.rawConfig {
+		if img.RawConfig == nil { // schema 1: the config is in the manifest
+			return errors.New("the image has no config blob (a schema 1 manifest embeds it; see --raw)")
+		}
+		_, err := out.Write(img.RawConfig)
+		return err
+	}
 	doc := newInspectOutput(img, func(l manifest.Layer) (int64, bool) {
 		return image.UncompressedSize(opts.CacheDir, image.Scope(img), l)
 	})
@@ -83,6 +123,9 @@ func (ic *inspectCommand) run(cmd *cobra.Command, reference string) error {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(doc)
+	}
+	if tmpl != nil {
+		return executeFormat(out, tmpl, doc)
 	}
 	return writeInspectText(out, doc)
 }
@@ -92,7 +135,8 @@ func (ic *inspectCommand) run(cmd *cobra.Command, reference string) error {
 // only). Names follow manifest.Image and, inside "config", the OCI image
 // config, so the document also decodes into a manifest.Image.
 type InspectOutput struct {
-	Reference      string            `json:"reference"` // normalised: registry/repository[:tag][@digest]
+	Reference      string            `json:"reference"` // normalised: registry/repository[:tag][@digest], or transport:/path[:tag]
+	Transport      string            `json:"transport"` // docker (a registry), oci, oci-archive, docker-archive
 	Registry       string            `json:"registry"`
 	Repository     string            `json:"repository"`
 	Tag            string            `json:"tag"` // "" when pinned by digest only
@@ -128,6 +172,17 @@ type InspectConfig struct {
 	Created *string              `json:"created"` // RFC 3339; null when unknown
 	Author  string               `json:"author"`
 	Config  InspectRuntimeConfig `json:"config"`
+	History []InspectHistory     `json:"history"` // oldest first
+}
+
+// InspectHistory is one step of the config's history, with the OCI key
+// names.
+type InspectHistory struct {
+	Created    *string `json:"created"` // RFC 3339; null when unknown
+	CreatedBy  string  `json:"created_by"`
+	Author     string  `json:"author"`
+	Comment    string  `json:"comment"`
+	EmptyLayer bool    `json:"empty_layer"` // the step made no layer
 }
 
 // InspectRuntimeConfig keeps the OCI image config's key names.
@@ -163,8 +218,13 @@ func inspectPlatform(p ocispec.Platform) InspectPlatform {
 // uncompressed size when something knows it (nil: nothing does).
 func newInspectOutput(img *manifest.Image, uncompressed func(manifest.Layer) (int64, bool)) *InspectOutput {
 	c := img.Config.Config
+	transport := img.Transport
+	if transport == "" {
+		transport = "docker"
+	}
 	doc := &InspectOutput{
 		Reference:      img.Name,
+		Transport:      transport,
 		Registry:       img.Registry,
 		Repository:     img.Repository,
 		Tag:            img.Tag,
@@ -189,6 +249,7 @@ func newInspectOutput(img *manifest.Image, uncompressed func(manifest.Layer) (in
 				Volumes:      map[string]struct{}{},
 				StopSignal:   c.StopSignal,
 			},
+			History: []InspectHistory{},
 		},
 		Layers:    []InspectLayer{},
 		TotalSize: img.Size(),
@@ -196,6 +257,14 @@ func newInspectOutput(img *manifest.Image, uncompressed func(manifest.Layer) (in
 	if img.Config.Created != nil {
 		created := img.Config.Created.UTC().Format(time.RFC3339)
 		doc.Config.Created = &created
+	}
+	for _, h := range img.Config.History {
+		ih := InspectHistory{CreatedBy: h.CreatedBy, Author: h.Author, Comment: h.Comment, EmptyLayer: h.EmptyLayer}
+		if h.Created != nil {
+			created := h.Created.UTC().Format(time.RFC3339)
+			ih.Created = &created
+		}
+		doc.Config.History = append(doc.Config.History, ih)
 	}
 	maps.Copy(doc.Config.Config.Labels, c.Labels)
 	maps.Copy(doc.Config.Config.ExposedPorts, c.ExposedPorts)
@@ -302,6 +371,25 @@ func writeInspectText(w io.Writer, doc *InspectOutput) error {
 		labels = append(labels, k+"="+rc.Labels[k])
 	}
 	list("Labels", labels)
+	var history []string
+	for _, h := range doc.Config.History {
+		when := "-"
+		if h.Created != nil {
+			when = *h.Created
+		}
+		step := strings.Join(strings.Fields(h.CreatedBy), " ")
+		if step == "" {
+			step = "-"
+		}
+		if h.EmptyLayer {
+			step += "  (no layer)"
+		}
+		if h.Comment != "" {
+			step += "  # " + strings.Join(strings.Fields(h.Comment), " ")
+		}
+		history = append(history, when+"  "+step)
+	}
+	list("History", history)
 
 	fmt.Fprintf(w, "Layers (%d, base first):\n", len(doc.Layers))
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

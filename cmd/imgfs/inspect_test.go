@@ -62,6 +62,11 @@ func putImage(t *testing.T, src *memSource, arch string) ocispec.Descriptor {
 		Volumes:      map[string]struct{}{"/data": {}},
 	}
 	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromString("d1"), digest.FromString("d2")}}
+	cfg.History = []ocispec.History{
+		{Created: &created, CreatedBy: "/bin/sh -c #(nop) ADD file:abc in / "},
+		{CreatedBy: "RUN apt-get   install\n  -y x", Comment: "buildkit"},
+		{Created: &created, CreatedBy: "ENV A=1", EmptyLayer: true},
+	}
 	cfgBytes := mustJSON(t, cfg)
 	cfgDigest := src.PutBlob(cfgBytes)
 	m := ocispec.Manifest{
@@ -101,14 +106,14 @@ func TestInspectJSONShape(t *testing.T) {
 	}
 	keys := func(m any) []string { return slices.Sorted(maps.Keys(m.(map[string]any))) }
 	wantTop := []string{"config", "configDigest", "digest", "indexDigest", "indexMediaType", "layers", "mediaType", "platform",
-		"platforms", "reference", "registry", "repository", "schemaVersion", "tag", "totalSize"}
+		"platforms", "reference", "registry", "repository", "schemaVersion", "tag", "totalSize", "transport"}
 	if got := keys(doc); !slices.Equal(got, wantTop) {
 		t.Errorf("top-level keys %v\nwant %v", got, wantTop)
 	}
 	if got := keys(doc["platform"]); !slices.Equal(got, []string{"architecture", "os", "variant"}) {
 		t.Errorf("platform keys %v", got)
 	}
-	if got := keys(doc["config"]); !slices.Equal(got, []string{"author", "config", "created"}) {
+	if got := keys(doc["config"]); !slices.Equal(got, []string{"author", "config", "created", "history"}) {
 		t.Errorf("config keys %v", got)
 	}
 	wantRuntime := []string{"Cmd", "Entrypoint", "Env", "ExposedPorts", "Labels", "StopSignal", "User", "Volumes", "WorkingDir"}
@@ -167,7 +172,7 @@ func TestInspectJSONEmptyValuesAreStable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"indexDigest":""`, `"platforms":[]`, `"layers":[]`, `"created":null`, `"Env":[]`, `"Entrypoint":[]`,
+	for _, want := range []string{`"transport":"docker"`, `"history":[]`, `"indexDigest":""`, `"platforms":[]`, `"layers":[]`, `"created":null`, `"Env":[]`, `"Entrypoint":[]`,
 		`"Cmd":[]`, `"Labels":{}`, `"ExposedPorts":{}`, `"Volumes":{}`, `"tag":""`, `"configDigest":""`} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("JSON lacks %s:\n%s", want, b)
@@ -198,6 +203,7 @@ func TestInspectText(t *testing.T) {
 		"Exposed ports:  443/tcp, 80/tcp\n",
 		"Env:\n  PATH=/usr/bin\n  ARCH=amd64\n",
 		"Labels:\n  a=1\n  b=2\n",
+		"History:\n  2024-05-06T07:08:09Z  /bin/sh -c #(nop) ADD file:abc in /\n  -  RUN apt-get install -y x  # buildkit\n  2024-05-06T07:08:09Z  ENV A=1  (no layer)\n",
 		"Layers (2, base first):\n",
 		"sha256:" + gzipLayer.Encoded()[:12],
 		"30.0 MiB (31457280 bytes)",
@@ -281,5 +287,28 @@ func TestHumanSize(t *testing.T) {
 		if got := humanSize(n); got != want {
 			t.Errorf("humanSize(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestInspectConfigAndFormat(t *testing.T) {
+	src := newMemSource(t)
+	desc := putImage(t, src, "amd64")
+	ref := "127.0.0.1:5000/team/app@" + desc.Digest.String()
+	code, stdout, stderr := runCLI(t, nil, src, "inspect", "--config", ref)
+	var cfg ocispec.Image
+	if code != 0 || json.Unmarshal([]byte(stdout), &cfg) != nil || len(cfg.History) != 3 || cfg.Config.User != "app" {
+		t.Fatalf("--config: exit %d, %q, %s", code, stdout, stderr)
+	}
+	code, stdout, stderr = runCLI(t, nil, src, "inspect", "--format", `{{.Digest}} {{.Platform}} {{len .Layers}} {{json .Config.Config.Cmd}} {{(index .Config.History 2).CreatedBy}}`, ref)
+	if want := desc.Digest.String() + " linux/amd64 2 [\"serve\",\"--port\",\"80\"] ENV A=1\n"; code != 0 || stdout != want {
+		t.Errorf("--format: exit %d, %q (%s), want %q", code, stdout, stderr, want)
+	}
+	for _, args := range [][]string{{"--format", "{{.Nope", ref}, {"--json", "--config", ref}, {"--format", "x", "--raw", ref}} {
+		if code, _, stderr := runCLI(t, nil, src, append([]string{"inspect"}, args...)...); code != exitUsage {
+			t.Errorf("inspect %q: exit %d, want %d: %s", args, code, exitUsage, stderr)
+		}
+	}
+	if code, _, stderr := runCLI(t, nil, src, "inspect", "--format", "{{.Nope}}", ref); code != exitFailure || !strings.Contains(stderr, "Nope") {
+		t.Errorf("template on a missing field: exit %d: %s", code, stderr)
 	}
 }

@@ -36,19 +36,20 @@ func run(ctx context.Context, a *app, args []string) int {
 		fmt.Fprintln(a.stderr, "imgfs: interrupted")
 		return exitInterrupted
 	}
-	printError(a.stderr, err)
-	var usage *usageError
-	if errors.As(err, &usage) || !a.ready {
+	var reported *reportedError
+	if !errors.As(err, &reported) {
+		printError(a.stderr, err)
+	}
+	code := exitCodeFor(err)
+	if code == exitUsage || !a.ready {
 		if cmd == nil {
 			cmd = root
 		}
 		fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		code = exitUsage
 	}
-	return 1
+	return code
 }
-
-// exitInterrupted is the shell's code for a command ended by SIGINT.
-const exitInterrupted = 130
 
 // printError writes err on one line: multi-line messages (cobra's "Did you
 // mean this?" suggestions) are folded.

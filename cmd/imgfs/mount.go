@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -53,15 +54,22 @@ labels.json), with stub /dev /proc /sys /tmp /var/tmp /home /root and empty
 DIR is created when missing; a DIR that is already a mount point is
 refused, and so is one with files in it unless --nonempty.
 
+IMAGE is a registry reference, or a local source read in place:
+oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG].
+
 By default imgfs stays in the foreground until DIR is unmounted (Ctrl-C,
 SIGTERM, a hangup of its terminal, 'imgfs unmount DIR' or fusermount3 -u
-DIR): it unmounts cleanly. With --background it returns once the mount
-answers, or fails with the reason.`,
-		Example: `  imgfs mount docker://python:3.12 /tmp/py &
-  singularity exec /tmp/py python3 -V
-  imgfs unmount /tmp/py
+DIR): it unmounts cleanly. Once the mount answers it prints one line,
+"imgfs: IMAGE mounted at DIR (pid N); ...". With --background it returns
+once the mount answers, or fails with the reason (and the exit status the
+server had). Programs should wait for that: a mount started with & is
+empty until it is ready. 'imgfs mounts' lists the active mounts.`,
+		Example: `  imgfs mount --background docker://python:3.12 ~/py
+  apptainer exec ~/py python3 -V
+  imgfs unmount ~/py
 
-  imgfs mount --background --plain-http 127.0.0.1:5000/tools/app:dev /mnt/app`,
+  imgfs mount --background --plain-http 127.0.0.1:5000/tools/app:dev /mnt/app
+  imgfs mount --log-file /var/log/imgfs-app.log oci:./layout:v1 /mnt/app`,
 		Args: exactArgs("IMAGE", "DIR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.background && os.Getenv(readyFDEnv) == "" {
@@ -72,20 +80,25 @@ answers, or fails with the reason.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.memoryCache, "memory-cache", sizeString(cache.DefaultMemoryBytes), "decoded data kept in memory (rereads are then served from the disk cache)")
-	fl.DurationVar(&f.readTimeout, "read-timeout", fs.DefaultReadTimeout, "a read of file content still waiting for the registry after this long fails with EIO (0: never)")
+	durationFlag(fl, &f.readTimeout, "read-timeout", fs.DefaultReadTimeout, "a read of file content still waiting for the registry after this long fails with EIO (0: never)")
 	fl.StringVar(&f.prefetch, "prefetch", string(prefetchLandmark), prefetchFlagHelp)
 	fl.BoolVar(&f.stats, "stats", false, "print bytes fetched per layer, requests and cache hits on exit")
 	fl.BoolVar(&f.background, "background", false, "return once the mount is ready; the server keeps running")
 	fl.StringVar(&f.allowOther, "allow-other", "auto", "let other users use the mount: auto (when permitted), yes, no")
 	fl.BoolVar(&f.nonEmpty, "nonempty", false, "mount over a directory that has files (hidden while mounted)")
 	fl.BoolVar(&f.pushIndex, "push-index", false, "publish layer indexes built by this mount as an index artifact (a failure is a warning)")
-	fl.StringVar(&f.logFile, "log-file", "", "with --background: where the server logs (default <cache-dir>/logs/mount-*.log)")
+	fl.StringVar(&f.logFile, "log-file", "", "where the server logs (appended); with --background the default is <cache-dir>/logs/mount-*.log, in the foreground stderr")
 	withEnv(fl, "memory-cache", "read-timeout", "prefetch", "stats", "allow-other", "push-index")
 	return cmd
 }
 
 func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mountFlags) error {
 	keepReadyFDFromChildren()
+	logPath, closeLog, err := a.logToFile(f.logFile)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	memory, err := parseSize(f.memoryCache)
 	if err != nil {
 		return usageErrorf("invalid --memory-cache %q: %w", f.memoryCache, err)
@@ -151,6 +164,11 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	a.logger.Info("mounted", "image", reference, "dir", dir, "digest", img.Manifest.Digest, "files", img.Tree().Len())
 	// From here on a signal means "unmount", handled below.
 	untilMounted()
+	abs, _ := filepath.Abs(dir)
+	cacheDir, _ := a.cacheDir()
+	defer recordMount(cacheDir, MountInfo{Dir: abs, Kind: "mount", Image: reference, Digest: img.Manifest.Digest.String(),
+		PID: os.Getpid(), Started: time.Now().UTC(), Log: logPath})()
+	fmt.Fprintf(cmd.OutOrStdout(), "imgfs: %s mounted at %s (pid %d); unmount with: imgfs unmount %s\n", reference, abs, os.Getpid(), abs)
 	signalReady()
 	if f.pushIndex {
 		go func() { _ = pushIndexes(cmd, img, a.logger, true) }()

@@ -63,9 +63,10 @@ type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 
-	flags   globalFlags
-	cluster clusterFlags
-	logger  *slog.Logger // set once the flags are parsed
+	flags    globalFlags
+	cluster  clusterFlags
+	logger   *slog.Logger // set once the flags are parsed
+	logLevel slog.Level   // the logger's level
 
 	// ready is set once flags, environment and logger are set up: errors
 	// before that are usage errors.
@@ -98,7 +99,10 @@ fetching only the bytes that are read. The mount works as a sandbox directory
 for singularity/apptainer exec, run and shell.
 
 References are [docker://][host[:port]/]path[:tag][@digest]; Docker Hub is the
-default registry (ubuntu means index.docker.io/library/ubuntu:latest).
+default registry (ubuntu means index.docker.io/library/ubuntu:latest). Local
+images use skopeo's transport names and are read in place: oci:DIR[:TAG] (an
+OCI layout), oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG].
+'imgfs serve DIR' serves any image by path (DIR/<registry>/<repo>:<tag>).
 
 Every global flag can also be set in the environment as IMGFS_<FLAG>, e.g.
 IMGFS_PLATFORM=linux/arm64 or IMGFS_PLAIN_HTTP=1; a flag on the command line
@@ -120,11 +124,13 @@ Environment read besides IMGFS_<FLAG>:
       traffic (Go's rules: NO_PROXY lists hosts and domains; requests to
       localhost and loopback addresses never use a proxy)
   IMGFS_REGISTRIES_CONF   as --registries-conf`,
-		Example: `  imgfs inspect ubuntu:22.04
+		Example: `  imgfs mount --background docker://python:3.12 ~/py && apptainer exec ~/py python3 -V
+  imgfs serve --background /images
+  imgfs inspect ubuntu:22.04
   imgfs inspect --platform linux/arm64 docker://alpine:3.20
   imgfs --plain-http inspect 127.0.0.1:5000/tools/app:dev --json
   IMGFS_PLATFORM=linux/arm/v7 imgfs -v inspect busybox`,
-		Version:           version,
+		Version:           versionLine(),
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return a.setup(cmd) },
@@ -133,7 +139,8 @@ Environment read besides IMGFS_<FLAG>:
 			return cmd.Help()
 		},
 	}
-	root.SetVersionTemplate("imgfs {{.Version}}\n")
+	root.SetVersionTemplate("{{.Version}}\n") // the same line as 'imgfs version'
+	root.SetHelpTemplate(root.HelpTemplate() + "\n" + exitCodesHelp + "\n")
 
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.flags.platform, "platform", "", "platform to pick from a multi-platform image, os/arch[/variant] (default: the host)")
@@ -211,6 +218,7 @@ func (a *app) setup(cmd *cobra.Command) error {
 	case a.flags.verbose:
 		level = slog.LevelInfo
 	}
+	a.logLevel = level
 	a.logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 	a.ready = true
 	return nil

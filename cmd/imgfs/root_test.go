@@ -72,8 +72,8 @@ func TestUsageErrorsShowHint(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, stdout, stderr := runCLI(t, tc.env, newMemSource(t), tc.args...)
-			if code != 1 {
-				t.Errorf("exit code %d, want 1", code)
+			if code != exitUsage {
+				t.Errorf("exit code %d, want %d", code, exitUsage)
 			}
 			if stdout != "" {
 				t.Errorf("stdout %q", stdout)
@@ -90,10 +90,10 @@ func TestUsageErrorsShowHint(t *testing.T) {
 
 func TestRuntimeErrorHasNoHint(t *testing.T) {
 	code, _, stderr := runCLI(t, nil, newMemSource(t), "inspect", "127.0.0.1:5000/missing:v1")
-	if code != 1 {
+	if code != exitNotFound {
 		t.Errorf("exit code %d", code)
 	}
-	if !strings.HasPrefix(stderr, "imgfs: 127.0.0.1:5000/missing:v1: get manifest v1: ") || strings.Contains(stderr, "--help") {
+	if !strings.HasPrefix(stderr, "imgfs: manifest 127.0.0.1:5000/missing:v1: registry answered 404 Not Found") || strings.Contains(stderr, "--help") {
 		t.Errorf("stderr:\n%s", stderr)
 	}
 	if strings.Count(stderr, "\n") != 1 {
@@ -109,9 +109,9 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(stdout, "imgfs v1.2.3 (go") {
 		t.Errorf("version: %d %q", code, stdout)
 	}
-	code, stdout, _ = runCLI(t, nil, nil, "--version")
-	if code != 0 || stdout != "imgfs v1.2.3\n" {
-		t.Errorf("--version: %d %q", code, stdout)
+	code, stdout2, _ := runCLI(t, nil, nil, "--version")
+	if code != 0 || stdout2 != stdout {
+		t.Errorf("--version: %d %q, want what imgfs version prints, %q", code, stdout2, stdout)
 	}
 }
 
