@@ -37,6 +37,9 @@ func redactURL(u *url.URL) string {
 	if c.User != nil {
 		c.User = url.User(redacted)
 	}
+	// A fragment is never sent to a server, and may hold anything (a
+	// token-like "?token=" after the "#" was logged as it was).
+	c.Fragment, c.RawFragment = "", ""
 	if c.RawQuery != "" {
 		q, err := url.ParseQuery(c.RawQuery)
 		if err != nil {
