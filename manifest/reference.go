@@ -79,6 +79,10 @@ func parseReference(s string, opts ...name.Option) (Reference, error) {
 	}
 	if t, ok := strings.CutPrefix(s, dockerTransport); ok {
 		s = t
+		if strings.Contains(s, "://") {
+			// "docker://://" once parsed, into a name that did not parse again.
+			return Reference{}, errors.New("a second transport after docker://")
+		}
 	} else if transport, _, ok := strings.Cut(s, "://"); ok {
 		return Reference{}, fmt.Errorf("unsupported transport %q: only docker:// (or no prefix) is supported", transport+"://")
 	}
