@@ -117,38 +117,6 @@ const maxChunkWindow = 128 << 20
 type spanDecoders struct {
 	gzip sync.Pool // *gzip.Reader
 	zstd sync.Pool // *zstd.Decoder in synchronous mode (no goroutines to stop)
-	// fetchBufs holds the buffers compressed runs are fetched into (a
-	// *[]byte each). Their output never aliases them, so they are reused:
-	// they were 40% of what a cold sequential gzip read allocates, and
-	// fewer allocations mean fewer collections under the mount's memory
-	// limit.
-	fetchBufs sync.Pool
-}
-
-// maxPooledFetchBuffer bounds the buffers kept for reuse: larger runs
-// (long regions, huge chunks) are rare and allocate their own.
-const maxPooledFetchBuffer = 8 << 20
-
-// fetchBuffer returns a buffer of n bytes for a compressed run, the last
-// inflatePad of them zero: the fetch fills the others, or fails.
-func (d *spanDecoders) fetchBuffer(n int64) []byte {
-	if p, _ := d.fetchBufs.Get().(*[]byte); p != nil && int64(cap(*p)) >= n {
-		b := (*p)[:n]
-		clear(b[max(0, n-inflatePad):])
-		return b
-	}
-	c := n
-	if n <= maxPooledFetchBuffer {
-		c = min(maxPooledFetchBuffer, (n+(256<<10)-1)&^(256<<10-1)) // whole 256 KiB: reusable by runs of similar size
-	}
-	return make([]byte, n, c)
-}
-
-// releaseFetchBuffer hands b back once nothing refers to it.
-func (d *spanDecoders) releaseFetchBuffer(b []byte) {
-	if cap(b) <= maxPooledFetchBuffer {
-		d.fetchBufs.Put(&b)
-	}
 }
 
 // gzipMember decodes a chunk that starts with a gzip member. Decoding stops

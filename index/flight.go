@@ -108,17 +108,19 @@ func (g *flights) do(ctx context.Context, i int, plan func() int, fn func(i, j i
 	return err, !started, f.background
 }
 
-// startBackground starts fn as the fetch of span i unless one is in
-// flight, for nobody waiting (readahead): it runs until done or until the
-// Reader closes. done is called with its error when it ends. It reports
-// whether it started.
-func (g *flights) startBackground(i int, fn fetchFunc, done func(error)) bool {
+// startBackground starts fn as the fetch of the run i..j unless a fetch of
+// one of its spans is in flight, for nobody waiting (readahead): it runs
+// until done or until the Reader closes. done is called with its error
+// when it ends. It reports whether it started.
+func (g *flights) startBackground(i, j int, fn fetchFunc, done func(error)) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.m[i] != nil {
-		return false
+	for k := i; k <= j; k++ {
+		if g.m[k] != nil {
+			return false
+		}
 	}
-	g.start(g.base, i, i, true, func(ctx context.Context, keep func(func())) ([][]byte, error) {
+	g.start(g.base, i, j, true, func(ctx context.Context, keep func(func())) ([][]byte, error) {
 		v, err := fn(ctx, keep)
 		done(err)
 		return v, err

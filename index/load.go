@@ -35,8 +35,8 @@ const (
 func (r *Reader) load(ctx context.Context, i, last, maxSpans int, region bool, use func([][]byte)) error {
 	key := r.key(i)
 	plan := func() int {
-		if region {
-			last = r.regionEnd(i, last)
+		if s := &r.ix.Spans[i]; region && isTOCSpan(s) {
+			return r.regionRun(i, last, maxSpans, s.COff+s.CLen)
 		}
 		return r.runEnd(i, last, maxSpans)
 	}
@@ -150,9 +150,6 @@ func (r *Reader) fetchRun(ctx context.Context, i, j int, keep func(release func(
 		return nil, err
 	}
 	keep(release)
-	if k := spans[0].Kind; k == SpanGzipMember || k == SpanZstdFrame {
-		r.region.fetched(end)
-	}
 	for k := range spans {
 		r.cache.Put(r.key(i+k), out[k])
 	}
@@ -167,8 +164,8 @@ func (r *Reader) fetchDecode(ctx context.Context, spans []Span, base, end int64)
 	if k := spans[0].Kind; k == SpanRaw || k == SpanLocal {
 		buf = make([]byte, end-base+inflatePad) // the spans are slices of it
 	} else {
-		buf = r.dec.fetchBuffer(end - base + inflatePad)
-		defer r.dec.releaseFetchBuffer(buf)
+		buf = r.decode.fetchBuffer(end - base + inflatePad)
+		defer r.decode.releaseFetchBuffer(buf)
 	}
 	var out [][]byte
 	var err error

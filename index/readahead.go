@@ -122,7 +122,7 @@ func (r *Reader) readAhead(from, limit int64) {
 			return // the next ones would not find a worker either
 		}
 		var lateHit bool
-		started := r.flights.startBackground(i, r.fetchFunc(i, i, &lateHit), func(err error) {
+		started := r.flights.startBackground(i, i, r.fetchFunc(i, i, &lateHit), func(err error) {
 			if err != nil && r.flights.base.Err() == nil {
 				r.stats.raErrors.Add(1)
 				r.log.Debug("readahead failed; reads will fetch the span themselves", "layer", r.ix.Layer, "span", i, "err", err)

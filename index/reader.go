@@ -95,7 +95,7 @@ func (ix *Index) NewReader(blob Blob, cache SpanCache, opts ReaderOptions) *Read
 	}
 	r := &Reader{ix: ix, blob: blob, cache: cache, prefix: ix.cacheKeyPrefix(), log: log,
 		flights: newFlights(base), decode: decode, stop: stop}
-	r.region.lastEnd, r.region.extraLast = -1, -1
+	r.region.lastEnd, r.region.lastStart, r.region.extraLast = -1, -1, -1
 	r.ra.init(opts)
 	return r
 }
@@ -176,6 +176,7 @@ func (r *Reader) readStream(ctx context.Context, p []byte, u int64) (int, error)
 		// loaded whole and promoted (rereads after a remount).
 		s := &spans[i]
 		r.usedSpan(i)
+		r.regionAhead(i)
 		want := min(int64(len(p)-done), s.end()-u)
 		if n, ok := r.cache.ReadAt(r.key(i), p[done:done+int(want)], u-s.UOff); ok && int64(n) == want {
 			r.countHit(false)

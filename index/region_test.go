@@ -155,3 +155,36 @@ func TestRegionsFollowTheirUse(t *testing.T) {
 		}
 	}
 }
+
+// With readahead on, a reader going through the files in blob order gets
+// the next region fetched in the background while it reads the second half
+// of the current one: it still fetches each chunk once, in few requests.
+func TestRegionsAreFetchedAhead(t *testing.T) {
+	ix, l, regs, contents := smallFilesLayer(t, 800, 6000)
+	blob := newMemBlob(l.blob)
+	r := ix.NewReader(blob, newCache(defaultTestCache), ReaderOptions{})
+	defer r.Close()
+	var need int64
+	for _, e := range regs {
+		checkRead(t, r, e, contents[e.Name], make([]byte, e.Size), 0)
+		for _, s := range chunkSpans(ix, e) {
+			need += s.CLen
+		}
+	}
+	r.Close() // waits for fetches still running ahead
+	st := r.Stats()
+	reads, fetched := blob.reads.Load(), blob.bytes.Load()
+	t.Logf("%d files: %d blob reads (%d started ahead), %d bytes fetched for %d needed", len(regs), reads, st.ReadaheadStarted, fetched, need)
+	if st.ReadaheadStarted == 0 {
+		t.Error("no region was fetched ahead of the reader")
+	}
+	if st.Shared == 0 {
+		t.Error("no read found its chunk in a fetch started ahead of it")
+	}
+	if reads > int64(len(regs))/10 {
+		t.Errorf("%d blob reads for %d files read in blob order", reads, len(regs))
+	}
+	if float64(fetched) > float64(need)+2*maxRegion {
+		t.Errorf("fetched %d bytes for %d needed", fetched, need)
+	}
+}

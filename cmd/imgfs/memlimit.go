@@ -9,9 +9,10 @@ import (
 // mountHeapOverhead is the heap a mount server may use beyond its memory
 // cache: spans being fetched and decoded (index.DefaultDecodeBytes), and 8
 // MiB for FUSE buffers, the tree and the indexes. Spans queued for the disk
-// cache share that room with the decodes: the limit is soft, and reading a
-// whole image was as fast with 72 MiB in all (32 MiB cache) as with 96,
-// at 80 MiB peak RSS instead of 100 (docs/PERFORMANCE.md P9).
+// cache share that room with the decodes: the limit is soft. With the
+// default 24 MiB cache that is 56 MiB, and a mount reading a whole image
+// peaks near 84 MiB of RSS (13 MiB of it the binary's pages) where 96 MiB
+// gave 100 MiB at the same speed (docs/PERFORMANCE.md P9).
 const mountHeapOverhead = index.DefaultDecodeBytes + 8<<20
 
 // applyMountMemoryLimit sets the Go runtime's soft memory limit to the

@@ -24,11 +24,11 @@ const (
 	// and reread right now. Older rereads come from the disk tier, whose
 	// ReadAt reads just the blocks asked for, and above imgfs from the
 	// kernel page cache; a large memory tier would mostly hold a second copy
-	// of what the page cache already has. 32 MiB holds the spans of eight
-	// concurrent sequential readers of gzip layers, and keeps a mount
-	// reading a whole image under stargz-store's peak RSS (docs/PERFORMANCE.md
-	// P9): 64 MiB was no faster.
-	DefaultMemoryBytes = 32 << 20
+	// of what the page cache already has. 24 MiB holds the span being read
+	// and the four read ahead of it for a sequential reader of a gzip layer,
+	// and keeps a mount reading a whole image under stargz-store's peak RSS
+	// (docs/PERFORMANCE.md P9); 64 MiB was no faster.
+	DefaultMemoryBytes = 24 << 20
 	// DefaultDiskBytes bounds the disk tier when Options.DiskBytes does not.
 	DefaultDiskBytes = 10 << 30
 )

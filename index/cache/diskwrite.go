@@ -10,9 +10,11 @@ import (
 // writer; when either is reached, a span is simply not written (the cache
 // is best effort), so a slow disk never holds up a read nor pins more
 // memory than this (spans may be evicted from memory while they wait).
+// 16 MiB is 16 ms of writes to the page cache; more only added to a
+// mount's peak RSS (docs/PERFORMANCE.md P9).
 const (
 	pendingWrites = 16
-	pendingBytes  = 32 << 20
+	pendingBytes  = 16 << 20
 )
 
 func (d *diskTier) put(key string, data []byte) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	kgzip "github.com/klauspost/compress/gzip"
@@ -135,8 +136,15 @@ func shortDigest(d string) string {
 	return d
 }
 
-// indexPath is where imgfs keeps a layer's index (see `imgfs index --help`);
-// spelled out here so that the bench does not link the index package.
+// indexPath is where imgfs keeps a layer's index: <hex>.<format>[...] under
+// index/<algorithm>/ (see README "Cache"); spelled out here so that the
+// bench does not link the index package. Lock files start with a dot.
 func indexPath(cacheDir string, d digest.Digest) string {
+	matches, _ := filepath.Glob(filepath.Join(cacheDir, "index", d.Algorithm().String(), d.Encoded()+".*"))
+	for _, m := range matches {
+		if !strings.HasSuffix(m, ".tmp") {
+			return m
+		}
+	}
 	return filepath.Join(cacheDir, "index", d.Algorithm().String(), d.Encoded())
 }
