@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
@@ -107,11 +106,10 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 		log = slog.Default()
 	}
 	t.Freeze()
-	m := &mountState{tree: t, readers: readers, readTimeout: orDefault(opts.ReadTimeout, DefaultReadTimeout), log: log}
+	readTimeout := orDefault(opts.ReadTimeout, DefaultReadTimeout)
 	if opts.ReadTimeout < 0 {
-		m.readTimeout = 0
+		readTimeout = 0
 	}
-	root := &fuseNode{m: m, node: t.Root()}
 
 	fsName := opts.FSName
 	if fsName == "" {
@@ -125,8 +123,6 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 	if subtype == "" {
 		subtype = fsName
 	}
-	entryTimeout := orDefault(opts.EntryTimeout, time.Hour)
-	attrTimeout := orDefault(opts.AttrTimeout, time.Hour)
 	maxRead := opts.MaxReadSize
 	if maxRead <= 0 {
 		maxRead = 1 << 20
@@ -148,38 +144,36 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 	if opts.DefaultPermissions || opts.AllowOther {
 		mountOpts = append(mountOpts, "default_permissions")
 	}
-	gopts := &gofs.Options{
-		MountOptions: fuse.MountOptions{
-			AllowOther:    opts.AllowOther,
-			Options:       mountOpts,
-			FsName:        source,
-			Name:          subtype,
-			MaxWrite:      maxRead, // also max_read: the largest READ the kernel sends
-			MaxReadAhead:  readAhead,
-			MaxBackground: background,
-			DirectMount:   opts.Method == MountDirect || opts.Method == MountAuto && os.Geteuid() == 0,
-			// A direct mount that fails falls back to fusermount3 unless
-			// mount(2) was asked for explicitly.
-			DirectMountStrict: opts.Method == MountDirect,
-			Debug:             opts.Debug,
-			Logger:            slog.NewLogLogger(log.Handler(), fuseLogLevel(ctx, log, opts.Debug)),
-			EnableLocks:       false,
-			// Symlinks never change: let the kernel cache their targets.
-			EnableSymlinkCaching: true,
-		},
-		EntryTimeout:    &entryTimeout,
-		AttrTimeout:     &attrTimeout,
-		NegativeTimeout: &entryTimeout,
-		NullPermissions: true, // a mode of 0 in the image stays 0
-		RootStableAttr:  &gofs.StableAttr{Ino: t.Root().Ino()},
-		Logger:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	mountOptions := fuse.MountOptions{
+		AllowOther:    opts.AllowOther,
+		Options:       mountOpts,
+		FsName:        source,
+		Name:          subtype,
+		MaxWrite:      maxRead, // also max_read: the largest READ the kernel sends
+		MaxReadAhead:  readAhead,
+		MaxBackground: background,
+		DirectMount:   opts.Method == MountDirect || opts.Method == MountAuto && os.Geteuid() == 0,
+		// A direct mount that fails falls back to fusermount3 unless
+		// mount(2) was asked for explicitly.
+		DirectMountStrict: opts.Method == MountDirect,
+		Debug:             opts.Debug,
+		Logger:            slog.NewLogLogger(log.Handler(), fuseLogLevel(ctx, log, opts.Debug)),
+		EnableLocks:       false,
+		// Symlinks never change: let the kernel cache their targets.
+		EnableSymlinkCaching: true,
 	}
-	// What gofs.Mount does, with requestFS between the server and the node
-	// bridge: it counts requests, and answers the xattr requests of a tree
-	// without xattrs, and OPENDIR, so that the kernel stops sending them.
+	tfs := newTreeFS(t, readers, treeFSOptions{
+		readTimeout:     readTimeout,
+		entryTimeout:    orDefault(opts.EntryTimeout, time.Hour),
+		attrTimeout:     orDefault(opts.AttrTimeout, time.Hour),
+		negativeTimeout: orDefault(opts.EntryTimeout, time.Hour),
+		log:             log,
+	})
+	// requestFS sits between the server and the tree: it counts requests,
+	// and answers the xattr requests of a tree without xattrs, and
+	// OPENDIR, so that the kernel stops sending them.
 	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters), xattrs: treeHasXattrs(t)}
-	rawFS := newRequestFS(gofs.NewNodeFS(root, gopts), mt.requests, !mt.xattrs)
-	server, err := fuse.NewServer(rawFS, dir, &gopts.MountOptions)
+	server, err := fuse.NewServer(newRequestFS(tfs, mt.requests, !mt.xattrs), dir, &mountOptions)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}

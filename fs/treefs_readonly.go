@@ -1,0 +1,75 @@
+package fs
+
+import (
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Every operation that would change the image answers EROFS. The mount is
+// also made with "ro", so the kernel normally refuses these before they
+// reach the server; these make the answer right even without that (the
+// default answer, ENOSYS, would make the kernel stop asking and fail such
+// calls with other errors).
+
+func (t *treeFS) SetAttr(cancel <-chan struct{}, input *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	return fuse.EROFS
+}
+
+func (t *treeFS) Mknod(cancel <-chan struct{}, input *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	return fuse.EROFS
+}
+
+func (t *treeFS) Mkdir(cancel <-chan struct{}, input *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
+	return fuse.EROFS
+}
+
+func (t *treeFS) Unlink(cancel <-chan struct{}, header *fuse.InHeader, name string) fuse.Status {
+	return fuse.EROFS
+}
+
+func (t *treeFS) Rmdir(cancel <-chan struct{}, header *fuse.InHeader, name string) fuse.Status {
+	return fuse.EROFS
+}
+
+func (t *treeFS) Rename(cancel <-chan struct{}, input *fuse.RenameIn, oldName, newName string) fuse.Status {
+	return fuse.EROFS
+}
+
+func (t *treeFS) Link(cancel <-chan struct{}, input *fuse.LinkIn, filename string, out *fuse.EntryOut) fuse.Status {
+	return fuse.EROFS
+}
+
+func (t *treeFS) Symlink(cancel <-chan struct{}, header *fuse.InHeader, pointedTo, linkName string, out *fuse.EntryOut) fuse.Status {
+	return fuse.EROFS
+}
+
+func (t *treeFS) SetXAttr(cancel <-chan struct{}, input *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
+	return fuse.EROFS
+}
+
+func (t *treeFS) RemoveXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string) fuse.Status {
+	return fuse.EROFS
+}
+
+func (t *treeFS) Create(cancel <-chan struct{}, input *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	return fuse.EROFS
+}
+
+func (t *treeFS) Tmpfile(cancel <-chan struct{}, input *fuse.CreateIn, out *fuse.CreateOut) fuse.Status {
+	return fuse.EROFS
+}
+
+func (t *treeFS) Write(cancel <-chan struct{}, input *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	return 0, fuse.EROFS
+}
+
+func (t *treeFS) Writev(cancel <-chan struct{}, input *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	return 0, fuse.EROFS
+}
+
+func (t *treeFS) CopyFileRange(cancel <-chan struct{}, input *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
+	return 0, fuse.EROFS
+}
+
+func (t *treeFS) Fallocate(cancel <-chan struct{}, input *fuse.FallocateIn) fuse.Status {
+	return fuse.EROFS
+}
