@@ -71,6 +71,9 @@ func (b *bench) walk(ctx context.Context) error {
 		return err
 	}
 	var mountEntries int
+	var coldRequests int64 // of a mount that did one cold walk only
+	var rtt time.Duration  // of one request, measured on the first mount
+	var rttErr error
 	for i := range b.repeats {
 		if err := localWalk(); err != nil {
 			return err
@@ -81,7 +84,7 @@ func (b *bench) walk(ctx context.Context) error {
 				localCold = append(localCold, d)
 			}
 		}
-		m, _, err := b.mount(ctx, im.ref, cache, fmt.Sprintf("walk-%d", i))
+		m, _, err := b.mount(ctx, im.ref, cache, fmt.Sprintf("walk-%d", i), "--stats")
 		if err != nil {
 			return err
 		}
@@ -98,11 +101,18 @@ func (b *bench) walk(ctx context.Context) error {
 				warm = append(warm, d)
 			}
 		}
-		if _, err := b.unmount(m); err != nil {
+		if walkErr == nil && i == 0 {
+			rtt, rttErr = roundTrip(m.dir, 5000)
+		}
+		log, err := b.unmount(m)
+		if err != nil {
 			return err
 		}
 		if walkErr != nil {
 			return walkErr
+		}
+		if mix, err := parseRequestMix(log); err == nil && i > 0 { // mount 0 also did warm walks
+			coldRequests = mix["total"]
 		}
 	}
 	if mountEntries < localEntries {
@@ -123,5 +133,12 @@ func (b *bench) walk(ctx context.Context) error {
 	b.detail("- local (%d entries, interleaved with the mount's walks): %s; local cold (ext4 image mounted afresh): %s; mount cold (%d entries, the synthesized /.singularity.d and stubs included): %s; warm: %s",
 		localEntries, spread(local), spread(localCold), mountEntries, spread(cold), spread(warm))
 	b.detail("- mount server CPU per cold walk: %s", spread(serverCPU))
+	switch {
+	case rttErr != nil:
+		b.detail("- round trip of one request: %v", rttErr)
+	case coldRequests > 0:
+		b.detail("- a cold walk sends %d requests; one round trip (statx with AT_STATX_FORCE_SYNC, a GETATTR each, on the mount after the walks) takes %s: %s of the cold walk is waiting for answers, whatever the server does",
+			coldRequests, micros(rtt), secs(rtt*time.Duration(coldRequests)))
+	}
 	return nil
 }
