@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"context"
 	"log/slog"
 	"syscall"
 	"time"
@@ -11,16 +10,6 @@ import (
 
 	"github.com/imgfs/imgfs/index"
 )
-
-// ContentReader reads the content of a regular file of one layer. The
-// mount holds one per layer, in manifest order; *index.Reader satisfies it.
-// It must be safe for concurrent use. ctx ends when the process that
-// issued the read is gone (see readerContext).
-type ContentReader interface {
-	ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64) (int, error)
-}
-
-var _ ContentReader = (*index.Reader)(nil)
 
 // treeFS answers the kernel's FUSE requests straight from a frozen Tree,
 // through go-fuse's raw protocol API rather than its node API. The tree
@@ -32,8 +21,10 @@ var _ ContentReader = (*index.Reader)(nil)
 // objects). Hard links share an inode number, so the kernel sees one inode
 // for all their paths, as on a local file system.
 //
-// Requests not answered here get ENOSYS from the embedded default, as they
-// did from go-fuse's bridge for a node without that operation.
+// Requests not answered here (STATX, LSEEK, IOCTL, locks) get ENOSYS from
+// the embedded default. The kernel then answers them itself: STATX falls
+// back to GETATTR, LSEEK to the generic seek (SEEK_DATA: all data),
+// IOCTL fails with ENOTTY, and locks stay local (they are not negotiated).
 type treeFS struct {
 	fuse.RawFileSystem
 

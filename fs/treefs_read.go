@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"context"
 	"errors"
 	"io"
 	"syscall"
@@ -9,6 +10,16 @@ import (
 
 	"github.com/imgfs/imgfs/index"
 )
+
+// ContentReader reads the content of a regular file of one layer. The
+// mount holds one per layer, in manifest order; *index.Reader satisfies it.
+// It must be safe for concurrent use. ctx ends when the process that
+// issued the read is gone (see readerContext).
+type ContentReader interface {
+	ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64) (int, error)
+}
+
+var _ ContentReader = (*index.Reader)(nil)
 
 func (t *treeFS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	if t.node(input.NodeId) == nil {
