@@ -269,3 +269,29 @@ func BenchmarkTreeFSReadDirPlus(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*102), "ns/entry")
 }
+
+// TestTreeFSWritesCounted: the write requests a read-only mount's kernel
+// normally refuses itself still get EROFS if they arrive, and are counted
+// as "other".
+func TestTreeFSWritesCounted(t *testing.T) {
+	tfs, img := newTestTreeFS(t)
+	counts := new(requestCounters)
+	r := newRequestFS(tfs, counts, false)
+	owned, _ := img.tree.Lookup("owned")
+	h := fuse.InHeader{NodeId: owned.Ino()}
+	statuses := map[string]fuse.Status{}
+	_, statuses["write"] = r.Write(nil, &fuse.WriteIn{InHeader: h}, []byte("x"))
+	_, statuses["writev"] = r.Writev(nil, &fuse.WriteIn{InHeader: h}, [][]byte{[]byte("x")})
+	_, statuses["copy_file_range"] = r.CopyFileRange(nil, &fuse.CopyFileRangeIn{InHeader: h})
+	statuses["fallocate"] = r.Fallocate(nil, &fuse.FallocateIn{InHeader: h})
+	statuses["tmpfile"] = r.Tmpfile(nil, &fuse.CreateIn{InHeader: fuse.InHeader{NodeId: RootIno}}, &fuse.CreateOut{})
+	statuses["setattr"] = r.SetAttr(nil, &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{InHeader: h}}, &fuse.AttrOut{})
+	for name, st := range statuses {
+		if st != fuse.EROFS {
+			t.Errorf("%s: %v, want EROFS", name, st)
+		}
+	}
+	if got := counts.snapshot().Count("other"); got != uint64(len(statuses)) {
+		t.Errorf("%d requests counted as other, want %d", got, len(statuses))
+	}
+}
