@@ -7,7 +7,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// requestFS sits between go-fuse's server and its node bridge. It counts
+// requestFS sits between go-fuse's server and treeFS. It counts
 // every request the kernel sends, by kind (Mounted.Requests), and answers
 // some itself so that the kernel stops sending them:
 //
@@ -27,8 +27,7 @@ import (
 //     even when the listing is cached), and opens directories itself with
 //     FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR: a listing read once is served from
 //     its cache for as long as the inode stays. READDIR(PLUS) requests then
-//     come without a handle; they are answered through a handle opened and
-//     released here, in the process.
+//     come without a handle, which treeFS does not need.
 type requestFS struct {
 	fuse.RawFileSystem
 	counts   *requestCounters
@@ -163,37 +162,12 @@ func (r *requestFS) OpenDir(cancel <-chan struct{}, input *fuse.OpenIn, out *fus
 
 func (r *requestFS) ReadDir(cancel <-chan struct{}, input *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	r.counts.add(reqReaddir)
-	return r.withDirHandle(cancel, input, func(in *fuse.ReadIn) fuse.Status {
-		return r.RawFileSystem.ReadDir(cancel, in, out)
-	})
+	return r.RawFileSystem.ReadDir(cancel, input, out)
 }
 
 func (r *requestFS) ReadDirPlus(cancel <-chan struct{}, input *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	r.counts.add(reqReaddirplus)
-	return r.withDirHandle(cancel, input, func(in *fuse.ReadIn) fuse.Status {
-		return r.RawFileSystem.ReadDirPlus(cancel, in, out)
-	})
-}
-
-// withDirHandle runs read with input as is when it carries a directory
-// handle, else (the kernel sends none once OPENDIR answered ENOSYS) with a
-// handle opened for this one request and released after it. Listings are
-// positional (dirHandle seeks to any offset), so a handle per request reads
-// what one open handle would.
-func (r *requestFS) withDirHandle(cancel <-chan struct{}, input *fuse.ReadIn, read func(*fuse.ReadIn) fuse.Status) fuse.Status {
-	if input.Fh != 0 {
-		return read(input)
-	}
-	open := fuse.OpenIn{InHeader: input.InHeader, Flags: input.Flags}
-	var opened fuse.OpenOut
-	if st := r.RawFileSystem.OpenDir(cancel, &open, &opened); !st.Ok() {
-		return st
-	}
-	in := *input
-	in.Fh = opened.Fh
-	st := read(&in)
-	r.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: input.InHeader, Fh: opened.Fh, Flags: input.Flags})
-	return st
+	return r.RawFileSystem.ReadDirPlus(cancel, input, out)
 }
 
 func (r *requestFS) ReleaseDir(input *fuse.ReleaseIn) {
@@ -347,4 +321,29 @@ func (r *requestFS) Link(cancel <-chan struct{}, input *fuse.LinkIn, filename st
 func (r *requestFS) Symlink(cancel <-chan struct{}, header *fuse.InHeader, pointedTo, linkName string, out *fuse.EntryOut) fuse.Status {
 	r.counts.add(reqOther)
 	return r.RawFileSystem.Symlink(cancel, header, pointedTo, linkName, out)
+}
+
+func (r *requestFS) Tmpfile(cancel <-chan struct{}, input *fuse.CreateIn, out *fuse.CreateOut) fuse.Status {
+	r.counts.add(reqOther)
+	return r.RawFileSystem.Tmpfile(cancel, input, out)
+}
+
+func (r *requestFS) Write(cancel <-chan struct{}, input *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	r.counts.add(reqOther)
+	return r.RawFileSystem.Write(cancel, input, data)
+}
+
+func (r *requestFS) Writev(cancel <-chan struct{}, input *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	r.counts.add(reqOther)
+	return r.RawFileSystem.Writev(cancel, input, data)
+}
+
+func (r *requestFS) CopyFileRange(cancel <-chan struct{}, input *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
+	r.counts.add(reqOther)
+	return r.RawFileSystem.CopyFileRange(cancel, input)
+}
+
+func (r *requestFS) Fallocate(cancel <-chan struct{}, input *fuse.FallocateIn) fuse.Status {
+	r.counts.add(reqOther)
+	return r.RawFileSystem.Fallocate(cancel, input)
 }

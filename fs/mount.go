@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
@@ -107,12 +106,6 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 		log = slog.Default()
 	}
 	t.Freeze()
-	m := &mountState{tree: t, readers: readers, readTimeout: orDefault(opts.ReadTimeout, DefaultReadTimeout), log: log}
-	if opts.ReadTimeout < 0 {
-		m.readTimeout = 0
-	}
-	root := &fuseNode{m: m, node: t.Root()}
-
 	fsName := opts.FSName
 	if fsName == "" {
 		fsName = "imgfs"
@@ -125,8 +118,39 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 	if subtype == "" {
 		subtype = fsName
 	}
-	entryTimeout := orDefault(opts.EntryTimeout, time.Hour)
-	attrTimeout := orDefault(opts.AttrTimeout, time.Hour)
+	if err := CheckMountPoint(dir, opts.NonEmpty); err != nil {
+		return nil, err
+	}
+	tfs := newTreeFS(t, readers, imageOptions(opts, log))
+	// requestFS sits between the server and the tree: it counts requests,
+	// and answers the xattr requests of a tree without xattrs, and
+	// OPENDIR, so that the kernel stops sending them.
+	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters), xattrs: treeHasXattrs(t)}
+	rawFS := newRequestFS(tfs, mt.requests, !mt.xattrs)
+	if err := mt.serve(ctx, rawFS, fuseMountOptions(ctx, log, opts, source, subtype), opts, log); err != nil {
+		return nil, err
+	}
+	return mt, nil
+}
+
+// imageOptions are the treeFS options of an image served with opts.
+func imageOptions(opts MountOptions, log *slog.Logger) treeFSOptions {
+	readTimeout := orDefault(opts.ReadTimeout, DefaultReadTimeout)
+	if opts.ReadTimeout < 0 {
+		readTimeout = 0
+	}
+	return treeFSOptions{
+		readTimeout:     readTimeout,
+		entryTimeout:    orDefault(opts.EntryTimeout, time.Hour),
+		attrTimeout:     orDefault(opts.AttrTimeout, time.Hour),
+		negativeTimeout: orDefault(opts.EntryTimeout, time.Hour),
+		log:             log,
+	}
+}
+
+// fuseMountOptions are the kernel mount's options (Mount's and
+// MountCatalog's); source and subtype name the mount in /proc/mounts.
+func fuseMountOptions(ctx context.Context, log *slog.Logger, opts MountOptions, source, subtype string) *fuse.MountOptions {
 	maxRead := opts.MaxReadSize
 	if maxRead <= 0 {
 		maxRead = 1 << 20
@@ -139,79 +163,69 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 	if background <= 0 {
 		background = 64
 	}
-	if err := CheckMountPoint(dir, opts.NonEmpty); err != nil {
-		return nil, err
-	}
 	// Never setuid programs or device files of an image on the host: a
 	// user-namespace container has its own view anyway.
 	mountOpts := []string{"ro", "nosuid", "nodev"}
 	if opts.DefaultPermissions || opts.AllowOther {
 		mountOpts = append(mountOpts, "default_permissions")
 	}
-	gopts := &gofs.Options{
-		MountOptions: fuse.MountOptions{
-			AllowOther:    opts.AllowOther,
-			Options:       mountOpts,
-			FsName:        source,
-			Name:          subtype,
-			MaxWrite:      maxRead, // also max_read: the largest READ the kernel sends
-			MaxReadAhead:  readAhead,
-			MaxBackground: background,
-			DirectMount:   opts.Method == MountDirect || opts.Method == MountAuto && os.Geteuid() == 0,
-			// A direct mount that fails falls back to fusermount3 unless
-			// mount(2) was asked for explicitly.
-			DirectMountStrict: opts.Method == MountDirect,
-			Debug:             opts.Debug,
-			Logger:            slog.NewLogLogger(log.Handler(), fuseLogLevel(ctx, log, opts.Debug)),
-			EnableLocks:       false,
-			// Every read answers with bytes in memory (dataResult), which
-			// a splice cannot speed up. Off, go-fuse never sets up pipes,
-			// and never logs the failure a splice of a full 1 MiB reply
-			// meets (reply plus header exceed the default 1 MiB pipe).
-			DisableSplice: true,
-			// Symlinks never change: let the kernel cache their targets.
-			EnableSymlinkCaching: true,
-		},
-		EntryTimeout:    &entryTimeout,
-		AttrTimeout:     &attrTimeout,
-		NegativeTimeout: &entryTimeout,
-		NullPermissions: true, // a mode of 0 in the image stays 0
-		RootStableAttr:  &gofs.StableAttr{Ino: t.Root().Ino()},
-		Logger:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	return &fuse.MountOptions{
+		AllowOther:    opts.AllowOther,
+		Options:       mountOpts,
+		FsName:        source,
+		Name:          subtype,
+		MaxWrite:      maxRead, // also max_read: the largest READ the kernel sends
+		MaxReadAhead:  readAhead,
+		MaxBackground: background,
+		DirectMount:   opts.Method == MountDirect || opts.Method == MountAuto && os.Geteuid() == 0,
+		// A direct mount that fails falls back to fusermount3 unless
+		// mount(2) was asked for explicitly.
+		DirectMountStrict: opts.Method == MountDirect,
+		Debug:             opts.Debug,
+		Logger:            slog.NewLogLogger(log.Handler(), fuseLogLevel(ctx, log, opts.Debug)),
+		EnableLocks:       false,
+		// Every read answers with bytes in memory (dataResult), which
+		// a splice cannot speed up. Off, go-fuse never sets up pipes,
+		// and never logs the failure a splice of a full 1 MiB reply
+		// meets (reply plus header exceed the default 1 MiB pipe).
+		DisableSplice: true,
+		// Symlinks never change: let the kernel cache their targets.
+		EnableSymlinkCaching: true,
 	}
-	// What gofs.Mount does, with requestFS between the server and the node
-	// bridge: it counts requests, and answers the xattr requests of a tree
-	// without xattrs, and OPENDIR, so that the kernel stops sending them.
-	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters), xattrs: treeHasXattrs(t)}
-	rawFS := newRequestFS(gofs.NewNodeFS(root, gopts), mt.requests, !mt.xattrs)
-	server, err := fuse.NewServer(rawFS, dir, &gopts.MountOptions)
+}
+
+// serve mounts fsys at m.dir and serves it, until unmounted, or until ctx
+// is cancelled (then it unmounts). It returns once the kernel has the
+// mount.
+func (m *Mounted) serve(ctx context.Context, fsys fuse.RawFileSystem, mo *fuse.MountOptions, opts MountOptions, log *slog.Logger) error {
+	server, err := fuse.NewServer(fsys, m.dir, mo)
 	if err != nil {
-		return nil, fmt.Errorf("mount %s: %w", dir, err)
+		return fmt.Errorf("mount %s: %w", m.dir, err)
 	}
 	go server.Serve()
 	if err := server.WaitMount(); err != nil {
-		return nil, fmt.Errorf("mount %s: %w", dir, err)
+		return fmt.Errorf("mount %s: %w", m.dir, err)
 	}
-	mt.server = server
+	m.server = server
 	if opts.KernelReadAheadKB >= 0 {
-		raiseKernelReadahead(dir, orDefaultInt(opts.KernelReadAheadKB, defaultKernelReadAheadKB), log)
+		raiseKernelReadahead(m.dir, orDefaultInt(opts.KernelReadAheadKB, defaultKernelReadAheadKB), log)
 	}
 	go func() {
 		server.Wait()
-		close(mt.stopped)
+		close(m.stopped)
 	}()
 	if ctx.Done() != nil {
 		go func() {
 			select {
 			case <-ctx.Done():
-				if err := mt.Unmount(); err != nil {
-					log.Error("unmount after cancel", "dir", dir, "err", err)
+				if err := m.Unmount(); err != nil {
+					log.Error("unmount after cancel", "dir", m.dir, "err", err)
 				}
-			case <-mt.stopped:
+			case <-m.stopped:
 			}
 		}()
 	}
-	return mt, nil
+	return nil
 }
 
 // fuseLogLevel is the level go-fuse's messages are logged at: its request

@@ -72,14 +72,13 @@ type Server struct {
 	opening   singleflight.Group
 	started   time.Time
 
-	mu       sync.Mutex
-	images   map[string]*served    // by reference with digest: registry/repo@sha256:...
-	tags     map[string]*tagRecord // by registry/repo:tag
-	nextSlot uint64
-	errors   []errorRecord
-	layers   map[digest.Digest]*sync.Mutex
-	closed   bool
-	stop     chan struct{}
+	mu     sync.Mutex
+	images map[string]*served    // by reference with digest: registry/repo@sha256:...
+	tags   map[string]*tagRecord // by registry/repo:tag
+	errors []errorRecord
+	layers map[digest.Digest]*sync.Mutex
+	closed bool
+	stop   chan struct{}
 }
 
 // served is an open image.
@@ -256,9 +255,8 @@ func (s *Server) open(ref string, dir []string, name string) (*served, error) {
 			img.Close()
 			return nil, syscall.ESHUTDOWN
 		}
-		s.nextSlot++
 		sv := &served{path: fs.CatalogPath(dir, name), dir: dir, name: name, img: img, opened: time.Now(),
-			attached: &fs.ServedImage{Tree: img.Tree(), Readers: img.ContentReaders(), InoBase: s.nextSlot << 40, Activity: &fs.Activity{}}}
+			attached: &fs.ServedImage{Tree: img.Tree(), Readers: img.ContentReaders(), Activity: &fs.Activity{}}}
 		sv.attached.Activity.Touch()
 		s.images[ref] = sv
 		s.log.Info("image opened", "path", sv.path, "digest", img.Manifest.Digest, "in", time.Since(start).Round(time.Millisecond))
@@ -328,7 +326,7 @@ func (s *Server) releaseIdle() {
 		}
 		s.mu.Unlock()
 		for _, sv := range idle {
-			s.mount.Forget(sv.dir, sv.name)
+			s.mount.Release(sv.dir, sv.name, sv.attached)
 			s.log.Info("idle image released", "path", sv.path, "idle", time.Since(sv.attached.Activity.LastUse()).Round(time.Second))
 			sv.img.Close()
 		}
