@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	spancache "github.com/imgfs/imgfs/index/cache"
 )
 
 // measureMountReady: P8, `mount --background` of a 100k-file image whose
@@ -61,12 +63,9 @@ func (b *bench) mountReady(ctx context.Context) error {
 	if memErr != nil {
 		return memErr
 	}
-	budget := int64(defaultMemoryCache + 100<<20)
-	b.addInfo("P8", fmt.Sprintf("server RSS after walking %d entries (no data read) / (default 256 MiB memory cache + 100 MiB)", n),
+	budget := int64(spancache.DefaultMemoryBytes + 100<<20)
+	b.addInfo("P8", fmt.Sprintf("server RSS after walking %d entries (no data read) / (default %s memory cache + 100 MiB)", n, mib(spancache.DefaultMemoryBytes)),
 		mib(rss), mib(budget), float64(rss)/float64(budget))
 	b.detail("- after a cold find of %d entries (%s): RSS %s, peak %s", n, secs(walkD), mib(rss), mib(hwm))
 	return nil
 }
-
-// defaultMemoryCache is imgfs mount's default --memory-cache.
-const defaultMemoryCache = 256 << 20
