@@ -195,10 +195,13 @@ func TestPullThroughCache(t *testing.T) {
 	// with a request it drops at once; the cache still fetches a little
 	// from upstream for each such request (docker-registry 2.8 does not
 	// coalesce them): far less than streaming through it, as a plain
-	// client would, (nodes + 1) copies.
+	// client would, (nodes + 1) copies. How much depends on how soon each
+	// cut reaches the origin: 1.06-2.03 x the layers over 7 runs of this
+	// test alone on 2 cores (2026-11-30), so the bound sits between that
+	// and streaming through.
 	blobs, _, _ := origin.Bytes()
-	if limit := layerBytes(img) * 2; blobs > limit {
-		t.Errorf("%d nodes behind the pull-through cache cost the origin %d blob bytes, more than 2 x the layers (%d)", nodes, blobs, layerBytes(img))
+	if limit := layerBytes(img) * 3; blobs > limit {
+		t.Errorf("%d nodes behind the pull-through cache cost the origin %d blob bytes, more than 3 x the layers (%d; streaming through costs %d x)", nodes, blobs, layerBytes(img), nodes+1)
 	}
 	if n := origin.Count("GET", "manifest"); n > nodes {
 		t.Errorf("%d manifest GETs at the origin for %d nodes", n, nodes)
