@@ -148,6 +148,7 @@ func MountCatalog(ctx context.Context, dir string, cat Catalog, opts MountOption
 	if source == "" {
 		source = "imgfs-serve"
 	}
+	opts.FileCopies = nil // see MountOptions.FileCopies
 	cfs := newCatalogFS(cat, imageOptions(opts, log))
 	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters), xattrs: true}
 	if err := mt.serve(ctx, newRequestFS(cfs, mt.requests, false), fuseMountOptions(ctx, log, opts, source, "imgfs"), opts, log); err != nil {

@@ -58,6 +58,13 @@ type MountOptions struct {
 	// parallel. 0: 8 MiB; negative: leave the kernel's default.
 	KernelReadAheadKB int
 
+	// FileCopies, when set, keeps whole copies of the files read to their
+	// end (MinFileCopySize and larger) and lets the kernel read those
+	// itself on later opens (FUSE passthrough: Linux 6.9 and later, as
+	// root; elsewhere nothing is copied after the first refusal). Single
+	// mounts only: a catalog mount ignores it.
+	FileCopies FileCopies
+
 	Debug  bool         // log every FUSE request
 	Logger *slog.Logger // nil: slog.Default()
 }
@@ -88,6 +95,7 @@ type Mounted struct {
 	stopped  chan struct{} // closed when the serve loop ends
 	requests *requestCounters
 	xattrs   bool
+	drain    func() // run when the mount has ended, before Wait returns; nil: none
 
 	mu        sync.Mutex
 	unmounted bool
@@ -126,6 +134,9 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 	// and answers the xattr requests of a tree without xattrs, and
 	// OPENDIR, so that the kernel stops sending them.
 	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters), xattrs: treeHasXattrs(t)}
+	if tfs.pt != nil {
+		mt.drain = tfs.pt.drain // copies of files just read are finished, not lost
+	}
 	rawFS := newRequestFS(tfs, mt.requests, !mt.xattrs)
 	if err := mt.serve(ctx, rawFS, fuseMountOptions(ctx, log, opts, source, subtype), opts, log); err != nil {
 		return nil, err
@@ -145,6 +156,7 @@ func imageOptions(opts MountOptions, log *slog.Logger) treeFSOptions {
 		attrTimeout:     orDefault(opts.AttrTimeout, time.Hour),
 		negativeTimeout: orDefault(opts.EntryTimeout, time.Hour),
 		log:             log,
+		copies:          opts.FileCopies,
 	}
 }
 
@@ -212,6 +224,9 @@ func (m *Mounted) serve(ctx context.Context, fsys fuse.RawFileSystem, mo *fuse.M
 	}
 	go func() {
 		server.Wait()
+		if m.drain != nil {
+			m.drain()
+		}
 		close(m.stopped)
 	}()
 	if ctx.Done() != nil {

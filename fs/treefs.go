@@ -42,6 +42,8 @@ type treeFS struct {
 	entryTimeout    time.Duration
 	attrTimeout     time.Duration
 	negativeTimeout time.Duration
+
+	pt *passthrough // nil: files are not copied, every read is a READ
 }
 
 // treeFSOptions are what a treeFS needs besides the tree and readers.
@@ -60,12 +62,15 @@ type treeFSOptions struct {
 	// LOOKUP and READDIRPLUS entry; a FORGET takes its count back), so that
 	// a catalog knows when the kernel holds nothing of a released image.
 	refs *atomic.Int64
+	// copies, when set, keeps whole copies of files read to their end,
+	// handed to the kernel on later opens (see FileCopies).
+	copies FileCopies
 }
 
 // newTreeFS serves t, which must be frozen: the inode table is built once,
 // here.
 func newTreeFS(t *Tree, readers []ContentReader, o treeFSOptions) *treeFS {
-	return &treeFS{
+	tfs := &treeFS{
 		readOnlyFS:      readOnlyFS{fuse.NewDefaultRawFileSystem()},
 		tree:            t,
 		inodes:          inodeTable(t),
@@ -78,9 +83,21 @@ func newTreeFS(t *Tree, readers []ContentReader, o treeFSOptions) *treeFS {
 		attrTimeout:     o.attrTimeout,
 		negativeTimeout: o.negativeTimeout,
 	}
+	if o.copies != nil {
+		tfs.pt = newPassthrough(o.copies, o.log)
+	}
+	return tfs
 }
 
 func (t *treeFS) String() string { return "imgfs" }
+
+// Init is given the server before any request: passthrough opens need it
+// to register backing files.
+func (t *treeFS) Init(s *fuse.Server) {
+	if t.pt != nil {
+		t.pt.server.Store(s)
+	}
+}
 
 // node is the inode the kernel names by id, or nil for an id this mount
 // never handed out.

@@ -22,7 +22,8 @@ type ContentReader interface {
 var _ ContentReader = (*index.Reader)(nil)
 
 func (t *treeFS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	if t.node(input.NodeId) == nil {
+	n := t.node(input.NodeId)
+	if n == nil {
 		return errStale
 	}
 	if input.Flags&syscall.O_ACCMODE != syscall.O_RDONLY || input.Flags&syscall.O_TRUNC != 0 {
@@ -33,6 +34,15 @@ func (t *treeFS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.Open
 	// round trip on close (nothing to flush).
 	out.Fh = 0
 	out.OpenFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
+	if key, ok := t.copyKey(n); ok {
+		// A file that may have a copy: the kernel reads the copy itself
+		// when there is one (no page cache of the mount to keep then).
+		t.pt.open(input.NodeId, key, n.Size(), out)
+		out.OpenFlags |= fuse.FOPEN_NOFLUSH
+		if out.Fh == fhCached {
+			out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
+		}
+	}
 	return fuse.OK
 }
 
@@ -65,6 +75,11 @@ func (t *treeFS) Read(cancel <-chan struct{}, input *fuse.ReadIn, dest []byte) (
 		t.log.Error("read failed", "path", n.Path(), "layer", layer, "offset", off, "length", len(buf), "err", err)
 		return nil, fuse.EIO
 	}
+	if input.Fh == fhCached && got > 0 {
+		if key, ok := t.copyKey(n); ok {
+			t.noteRead(input.NodeId, n, key, off, got)
+		}
+	}
 	return dataResult(buf[:got]), fuse.OK
 }
 
@@ -75,8 +90,13 @@ func (t *treeFS) Read(cancel <-chan struct{}, input *fuse.ReadIn, dest []byte) (
 // header does not fit the default pipe, which go-fuse logged each time.)
 func dataResult(b []byte) fuse.ReadResult { return fuse.ReadResultVector([][]byte{b}) }
 
-// Release has nothing to free: opens hand out no handle.
-func (t *treeFS) Release(cancel <-chan struct{}, input *fuse.ReleaseIn) {}
+// Release has nothing to free but the count of a file that may have a
+// copy (the other opens hand out no handle).
+func (t *treeFS) Release(cancel <-chan struct{}, input *fuse.ReleaseIn) {
+	if t.pt != nil && input.Fh != 0 {
+		t.pt.release(input.NodeId, input.Fh)
+	}
+}
 
 func (t *treeFS) Flush(cancel <-chan struct{}, input *fuse.FlushIn) fuse.Status { return fuse.OK }
 

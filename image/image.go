@@ -34,6 +34,7 @@ type Image struct {
 	log       *slog.Logger
 	repo      *fetch.Repository // for index artifacts
 	artifacts *artifacts        // nil: not looked for (IndexLocal)
+	copies    *cache.Copies     // nil: Options.FileCopies 0
 }
 
 // Layer is one layer of an opened image.
@@ -84,6 +85,12 @@ func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
 			return nil, err
 		}
 		img.ownsCache = true
+	}
+	if opts.FileCopies > 0 && opts.CacheDir != "" {
+		// Without them, reads still work: a warning, not a failure.
+		if img.copies, err = cache.NewCopies(filepath.Join(opts.CacheDir, "files"), opts.FileCopies, img.log); err != nil {
+			img.log.Warn("file copies disabled", "err", err)
+		}
 	}
 	if err := img.openLayers(ctx, opts); err != nil {
 		img.Close()
@@ -213,6 +220,16 @@ func (img *Image) Layers() []*Layer { return img.layers }
 
 // Tree is the merged root file system (with what Synthesize added).
 func (img *Image) Tree() *fs.Tree { return img.tree }
+
+// FileCopies is where a mount keeps whole copies of files for FUSE
+// passthrough (fs.MountOptions.FileCopies); nil without
+// Options.FileCopies.
+func (img *Image) FileCopies() fs.FileCopies {
+	if img.copies == nil {
+		return nil
+	}
+	return img.copies
+}
 
 // ContentReaders are what fs.Mount reads file contents through: one per
 // layer, in manifest order.

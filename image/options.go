@@ -39,6 +39,10 @@ type Options struct {
 	// many bytes under CacheDir.
 	MemoryCache int64
 	DiskCache   int64
+	// FileCopies > 0 keeps, under CacheDir (<CacheDir>/files), up to that
+	// many bytes of whole copies of files read to their end, for a mount
+	// to hand to the kernel (FUSE passthrough; see Image.FileCopies).
+	FileCopies int64
 	// Decode bounds the bytes being fetched and decoded at once by the
 	// reads of this image (share one between images sharing Cache); nil:
 	// one of index.DefaultDecodeBytes for this image.

@@ -232,6 +232,14 @@ func keyPrefix(layer digest.Digest, format manifest.Format, toc string, verified
 
 func (r *Reader) key(i int) string { return spanKey(r.prefix, &r.ix.Spans[i]) }
 
+// ContentKey names the content of e for caches beyond the span cache (a
+// whole copy of the file): it is bound, as span keys are, to what the
+// layer's bytes were verified against, so that two readers give one key
+// only for the same bytes.
+func (r *Reader) ContentKey(e *Entry) string {
+	return r.prefix + "file/" + strconv.FormatInt(e.Offset, 10) + "+" + strconv.FormatInt(e.Size, 10)
+}
+
 // spanKey names span s of the stream named by prefix in the cache: its
 // place in the stream and, when it has one, the digest its bytes are
 // checked against, so a cache entry is bound to the content it must have.

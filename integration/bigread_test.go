@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -27,7 +28,9 @@ func TestFullSizeReadsLogNoSpliceWarning(t *testing.T) {
 	ref := reg.PushImage(t, "splice/big", "v1", MustImage(t, ImageSpec{Kind: OCI, Layers: []*BuiltLayer{layer}}))
 	cacheDir := t.TempDir()
 	for _, pass := range []string{"from the registry", "from the disk cache"} {
-		m := mountImage(t, ref, mountOptions{CacheDir: cacheDir, Args: []string{"--debug", "--prefetch=none"}})
+		// No file copies: the second pass is about READs served from the
+		// disk cache, which a copy would make the kernel skip.
+		m := mountImage(t, ref, mountOptions{CacheDir: cacheDir, Args: []string{"--debug", "--prefetch=none", "--file-copies=0"}})
 		got, err := readWith1MiB(m.path("data/big"))
 		if err != nil || !bytes.Equal(got, content) {
 			t.Fatalf("%s: read %d bytes (%v), want the file's %d", pass, len(got), err, len(content))
@@ -68,5 +71,72 @@ func readWith1MiB(path string) ([]byte, error) {
 		if err != nil {
 			return out, err
 		}
+	}
+}
+
+// TestCLIFileCopies: as root on a kernel with FUSE passthrough, a large
+// file read to its end is copied into the cache dir, and the next mount
+// hands the copy to the kernel: the same bytes, with no READ reaching the
+// server. A file read in part is not copied, and a mount that ends right
+// after the read finishes the copy first.
+func TestCLIFileCopies(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE passthrough")
+	}
+	content := semiRandom(9, 3<<20+77)
+	partial := semiRandom(10, 24<<20) // larger than the kernel's readahead (8 MiB)
+	layer := MustLayer(t, LayerSpec{Compression: Gzip, Entries: []Entry{Dir("data"),
+		{Path: "data/whole", Type: TypeFile, Mode: 0o644, Content: content},
+		{Path: "data/part", Type: TypeFile, Mode: 0o644, Content: partial}}})
+	reg := StartRegistry(t, RegistryOptions{})
+	ref := reg.PushImage(t, "copies/app", "v1", MustImage(t, ImageSpec{Kind: OCI, Layers: []*BuiltLayer{layer}}))
+	cacheDir := t.TempDir()
+	copies := func() []string {
+		var out []string
+		_ = filepath.WalkDir(filepath.Join(cacheDir, "files"), func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".tmp") {
+				out = append(out, p)
+			}
+			return nil
+		})
+		return out
+	}
+
+	m := mountImage(t, ref, mountOptions{CacheDir: cacheDir, Args: []string{"--prefetch=none"}})
+	if got, err := os.ReadFile(m.path("data/whole")); err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("first read: %d bytes, %v", len(got), err)
+	}
+	f, err := os.Open(m.path("data/part"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadAt(make([]byte, 4096), 12<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	// Unmounted at once, as a CI job would: the mount finishes the copy
+	// of what was just read before it exits.
+	m.unmount(t)
+	if log, _ := os.ReadFile(m.LogPath); strings.Contains(string(log), "passthrough not available") {
+		t.Skipf("the kernel has no FUSE passthrough: %s", tailFile(m.LogPath, 3))
+	}
+	if n := len(copies()); n != 1 {
+		t.Fatalf("%d file copies after the mount ended, want 1 (the file read whole; not the one read in part); server log:\n%s", n, tailFile(m.LogPath, 20))
+	}
+
+	m = mountImage(t, ref, mountOptions{CacheDir: cacheDir, Args: []string{"--prefetch=none", "--debug"}})
+	if got, err := os.ReadFile(m.path("data/whole")); err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("read from the copy: %d bytes, %v", len(got), err)
+	}
+	m.unmount(t)
+	log, err := os.ReadFile(m.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(log), ": READ ") {
+		t.Errorf("a READ reached the server for a file with a copy:\n%s", tailFile(m.LogPath, 20))
+	}
+	if !strings.Contains(string(log), "backing=") {
+		t.Errorf("no passthrough open in the server log:\n%s", tailFile(m.LogPath, 20))
 	}
 }

@@ -76,7 +76,7 @@ copies, of layers kept with --cache-layers (blobs) and of cached manifests.
 			for _, t := range []struct {
 				name  string
 				total CacheTotal
-			}{{"spans", listing.Spans}, {"local", listing.Local}, {"blobs", listing.Blobs}, {"manifests", listing.Manifests}} {
+			}{{"spans", listing.Spans}, {"files", listing.Files}, {"local", listing.Local}, {"blobs", listing.Blobs}, {"manifests", listing.Manifests}} {
 				fmt.Fprintf(out, "%s: %d files, %s\n", t.name, t.total.Files, humanSize(t.total.Bytes))
 			}
 			return nil
@@ -86,7 +86,7 @@ copies, of layers kept with --cache-layers (blobs) and of cached manifests.
 	prune := &cobra.Command{
 		Use:   "prune",
 		Short: "Delete cached data and indexes not used recently",
-		Long: `Delete cache files (indexes, decoded data, local layer copies, logs) not used
+		Long: `Delete cache files (indexes, decoded data, file copies, local layer copies, logs) not used
 for --older-than; --all deletes everything. A file's modification time is
 its last use: opening an image touches its layers' indexes, and a mount
 records the use of decoded data (batched, at most every 30 seconds and when
@@ -103,7 +103,7 @@ local/ would fail.`,
 			var removed int
 			var freed int64
 			var failed []error
-			for _, sub := range []string{"index", "spans", "local", "blobs", "manifests", "logs"} {
+			for _, sub := range []string{"index", "spans", "files", "local", "blobs", "manifests", "logs"} {
 				files, err := cacheFiles(filepath.Join(dir, sub))
 				if err != nil {
 					return err
@@ -172,6 +172,7 @@ func cacheFiles(dir string) ([]cacheFile, error) {
 type CacheListing struct {
 	Indexes   []CacheIndex `json:"indexes"`   // most recently used first
 	Spans     CacheTotal   `json:"spans"`     // decoded data
+	Files     CacheTotal   `json:"files"`     // whole copies of files, for FUSE passthrough (mount --file-copies)
 	Local     CacheTotal   `json:"local"`     // plain-zstd layer copies
 	Blobs     CacheTotal   `json:"blobs"`     // layers kept with --cache-layers
 	Manifests CacheTotal   `json:"manifests"` // manifests by digest
@@ -214,7 +215,7 @@ func listCache(dir string) (*CacheListing, error) {
 		out.Indexes = append(out.Indexes, CacheIndex{Index: d.Algorithm().String() + ":" + filepath.Base(f.path), Digest: d.String(),
 			Size: f.size, LastUsed: f.modTime.UTC(), Images: refs})
 	}
-	for sub, total := range map[string]*CacheTotal{"spans": &out.Spans, "local": &out.Local, "blobs": &out.Blobs, "manifests": &out.Manifests} {
+	for sub, total := range map[string]*CacheTotal{"spans": &out.Spans, "files": &out.Files, "local": &out.Local, "blobs": &out.Blobs, "manifests": &out.Manifests} {
 		files, err := cacheFiles(filepath.Join(dir, sub))
 		if err != nil {
 			return nil, err

@@ -33,6 +33,7 @@ type mountFlags struct {
 	logFile     string
 	nonEmpty    bool
 	pushIndex   bool
+	fileCopies  string
 }
 
 func newMountCommand(a *app) *cobra.Command {
@@ -87,8 +88,9 @@ empty until it is ready. 'imgfs mounts' lists the active mounts.`,
 	fl.StringVar(&f.allowOther, "allow-other", "auto", "let other users use the mount: auto (when permitted), yes, no")
 	fl.BoolVar(&f.nonEmpty, "nonempty", false, "mount over a directory that has files (hidden while mounted)")
 	fl.BoolVar(&f.pushIndex, "push-index", false, "publish layer indexes built by this mount as an index artifact (a failure is a warning)")
+	fl.StringVar(&f.fileCopies, "file-copies", sizeString(defaultFileCopies), "whole copies of files of 1 MiB or more read to their end, kept in the cache dir, which the kernel then reads itself (FUSE passthrough: root, Linux 6.9+); 0: none")
 	fl.StringVar(&f.logFile, "log-file", "", "where the server logs (appended); with --background the default is <cache-dir>/logs/mount-*.log, in the foreground stderr")
-	withEnv(fl, "memory-cache", "read-timeout", "prefetch", "stats", "allow-other", "push-index")
+	withEnv(fl, "memory-cache", "read-timeout", "prefetch", "stats", "allow-other", "push-index", "file-copies")
 	return cmd
 }
 
@@ -102,6 +104,10 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	memory, err := parseSize(f.memoryCache)
 	if err != nil {
 		return usageErrorf("invalid --memory-cache %q: %w", f.memoryCache, err)
+	}
+	fileCopies, err := parseSize(f.fileCopies)
+	if err != nil {
+		return usageErrorf("invalid --file-copies %q: %w", f.fileCopies, err)
 	}
 	if limit := applyMountMemoryLimit(a.getenv, memory); limit > 0 {
 		a.logger.Debug("Go memory limit set", "bytes", limit)
@@ -144,6 +150,7 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 		o.Synthesize = true
 		o.MemoryCache = memory
 		o.DiskCache = a.flags.cacheSizeBytes
+		o.FileCopies = fileCopies
 	})
 	if err != nil {
 		return err
@@ -157,6 +164,7 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 		NonEmpty:    f.nonEmpty,
 		Logger:      a.logger,
 		Debug:       a.flags.debug,
+		FileCopies:  img.FileCopies(),
 	})
 	if err != nil {
 		return err
@@ -191,6 +199,10 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	}
 	return nil
 }
+
+// defaultFileCopies is --file-copies' default: a few large files (a
+// model, a database, a big shared library set) without filling the disk.
+const defaultFileCopies = 2 << 30
 
 // readTimeout maps the flag (0: never) to fs.MountOptions.ReadTimeout.
 func readTimeout(d time.Duration) time.Duration {

@@ -100,7 +100,7 @@ func (b *bench) reread(ctx context.Context) error {
 	}
 	localRate, _ := rate(localDs)
 	v, ratio := rate(mountDs)
-	b.addRatio("P4d", "first read after a remount (disk cache, kernel page cache of the mount gone) / local disk, page cache warm",
+	b.addRatio("P4d", "first read after a remount (from the file copy as root on Linux 6.9+, else the disk cache; kernel page cache of the mount gone) / local disk, page cache warm",
 		v, localRate, ratio, atLeast(0.5))
 	v, ratio = rate(ceilingDs)
 	b.addInfo("P4d", "ceiling: same first read through a fresh mount of a file served from RAM (imgfs's FUSE layer, one copy per READ, no cache) / local disk",

@@ -1,0 +1,211 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Copies keeps whole copies of files that were read to their end, one
+// plain file each, so that the kernel can read them itself (FUSE
+// passthrough) instead of asking imgfs for every page: rereads then run at
+// local-disk speed, in this mount and in the next.
+//
+// A copy is stored at <dir>/<ab>/<abcdef...>, the hex SHA-256 of its key
+// (the reader's name for the content, bound to what it was verified
+// against), written to a temporary name, synced and renamed into place: a
+// copy under its name is always complete. Its size must be the size asked
+// for, or it is not used. Copies are evicted, least recently opened first
+// (mtime), to stay within the byte budget; a copy removed while the kernel
+// reads it stays readable through the open descriptor. Several processes
+// may share the directory: each keeps its own account of the bytes, from a
+// scan at start.
+type Copies struct {
+	dir string
+	max int64
+	log *slog.Logger
+
+	mu   sync.Mutex
+	used int64 // bytes of copies, as this process knows them
+}
+
+// copyTempSuffix marks a copy being written.
+const copyTempSuffix = ".tmp"
+
+// NewCopies keeps copies in dir, at most maxBytes of them. Temporary files
+// older than an hour (a crash mid-write) are removed.
+func NewCopies(dir string, maxBytes int64, log *slog.Logger) (*Copies, error) {
+	if maxBytes <= 0 {
+		return nil, errors.New("file copies: no space allowed")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("file copies: %w", err)
+	}
+	c := &Copies{dir: dir, max: maxBytes, log: log}
+	for _, f := range c.scan() {
+		c.used += f.size
+	}
+	return c, nil
+}
+
+type storedCopy struct {
+	path  string
+	size  int64
+	mtime time.Time
+}
+
+// scan lists the copies on disk, removing stale temporary files.
+func (c *Copies) scan() []storedCopy {
+	var out []storedCopy
+	_ = filepath.WalkDir(c.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if strings.HasSuffix(path, copyTempSuffix) {
+			if time.Since(info.ModTime()) > time.Hour {
+				os.Remove(path)
+			}
+			return nil
+		}
+		out = append(out, storedCopy{path: path, size: info.Size(), mtime: info.ModTime()})
+		return nil
+	})
+	return out
+}
+
+func (c *Copies) path(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	name := hex.EncodeToString(sum[:])
+	return filepath.Join(c.dir, name[:2], name)
+}
+
+// Open opens the copy of key, which must be size bytes long, for reading;
+// false when there is none (or it has another size). Opening counts as a
+// use for eviction.
+func (c *Copies) Open(key string, size int64) (*os.File, bool) {
+	path := c.path(key)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false
+	}
+	info, err := f.Stat()
+	if err != nil || !info.Mode().IsRegular() || info.Size() != size {
+		f.Close()
+		return nil, false
+	}
+	now := time.Now()
+	_ = os.Chtimes(path, now, now)
+	return f, true
+}
+
+// Has reports whether a copy of key of size bytes is stored.
+func (c *Copies) Has(key string, size int64) bool {
+	info, err := os.Stat(c.path(key))
+	return err == nil && info.Mode().IsRegular() && info.Size() == size
+}
+
+// Store writes a copy of key, size bytes read with read (which fills p
+// from offset off, as io.ReaderAt), unless one is stored already. Files
+// larger than the budget are not copied.
+func (c *Copies) Store(ctx context.Context, key string, size int64, read func(ctx context.Context, p []byte, off int64) (int, error)) error {
+	if size > c.max {
+		return fmt.Errorf("file copy of %d bytes: larger than the budget (%d)", size, c.max)
+	}
+	if c.Has(key, size) {
+		return nil
+	}
+	c.makeRoom(size)
+	path := c.path(key)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("file copy: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*"+copyTempSuffix)
+	if err != nil {
+		return fmt.Errorf("file copy: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	buf := make([]byte, min(size, 1<<20))
+	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := read(ctx, buf[:min(int64(len(buf)), size-off)], off)
+		if n > 0 {
+			if _, werr := tmp.WriteAt(buf[:n], off); werr != nil {
+				return fmt.Errorf("file copy: %w", werr)
+			}
+			off += int64(n)
+		}
+		if err != nil && off < size {
+			return fmt.Errorf("file copy at offset %d: %w", off, err)
+		}
+		if n == 0 && err == nil {
+			return fmt.Errorf("file copy at offset %d: no progress", off)
+		}
+	}
+	// Synced before the rename: a copy under its name is complete even
+	// after a crash.
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("file copy: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("file copy: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("file copy: %w", err)
+	}
+	done = true
+	c.mu.Lock()
+	c.used += size
+	c.mu.Unlock()
+	return nil
+}
+
+// makeRoom evicts the least recently opened copies until size more bytes
+// fit in the budget.
+func (c *Copies) makeRoom(size int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.used+size <= c.max {
+		return
+	}
+	files := c.scan()
+	c.used = 0
+	for _, f := range files {
+		c.used += f.size
+	}
+	slices.SortFunc(files, func(a, b storedCopy) int { return a.mtime.Compare(b.mtime) })
+	for _, f := range files {
+		if c.used+size <= c.max {
+			break
+		}
+		if err := os.Remove(f.path); err == nil || errors.Is(err, fs.ErrNotExist) {
+			c.used -= f.size
+			c.log.Debug("file copy evicted", "path", f.path, "bytes", f.size)
+		}
+	}
+	c.used = max(c.used, 0)
+}
