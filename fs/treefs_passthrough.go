@@ -73,6 +73,7 @@ type passthrough struct {
 	copying map[string]bool        // keys being copied
 	sem     chan struct{}          // one copy at a time
 
+	lastRead   atomic.Int64    // unix nanoseconds of the last READ: copies wait for a pause
 	copiesCtx  context.Context // ends copies in flight (drain)
 	stopCopies context.CancelFunc
 	inFlight   sync.WaitGroup
@@ -96,6 +97,26 @@ func newPassthrough(copies FileCopies, log *slog.Logger) *passthrough {
 		reads: map[uint64]*readSpans{}, copying: map[string]bool{}, sem: make(chan struct{}, 1)}
 	p.copiesCtx, p.stopCopies = context.WithCancel(context.Background())
 	return p
+}
+
+// copyIdle is the pause in READs a copy waits for before it starts, so
+// that copying (which reads the file again through the span cache, and
+// writes it) does not take cores and disk from reads in progress.
+const copyIdle = 100 * time.Millisecond
+
+// waitForIdle returns once no READ has come for copyIdle, or ctx ends.
+func (p *passthrough) waitForIdle(ctx context.Context) error {
+	for {
+		quiet := time.Since(time.Unix(0, p.lastRead.Load()))
+		if quiet >= copyIdle {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(copyIdle - quiet):
+		}
+	}
 }
 
 // copyDrainTimeout bounds how long the end of a mount waits for copies in
@@ -286,6 +307,9 @@ func (t *treeFS) copyFile(n *Node, key string) {
 		return
 	}
 	defer func() { <-p.sem }()
+	if p.waitForIdle(p.copiesCtx) != nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(p.copiesCtx, 10*time.Minute)
 	defer cancel()
 	reader, e := t.readers[n.Layer()], n.Entry()

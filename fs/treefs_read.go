@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -75,9 +76,12 @@ func (t *treeFS) Read(cancel <-chan struct{}, input *fuse.ReadIn, dest []byte) (
 		t.log.Error("read failed", "path", n.Path(), "layer", layer, "offset", off, "length", len(buf), "err", err)
 		return nil, fuse.EIO
 	}
-	if input.Fh == fhCached && got > 0 {
-		if key, ok := t.copyKey(n); ok {
-			t.noteRead(input.NodeId, n, key, off, got)
+	if t.pt != nil {
+		t.pt.lastRead.Store(time.Now().UnixNano()) // copies wait for a pause
+		if input.Fh == fhCached && got > 0 {
+			if key, ok := t.copyKey(n); ok {
+				t.noteRead(input.NodeId, n, key, off, got)
+			}
 		}
 	}
 	return dataResult(buf[:got]), fuse.OK

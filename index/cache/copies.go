@@ -39,6 +39,10 @@ type Copies struct {
 	used int64 // bytes of copies, as this process knows them
 }
 
+// copyChunk is the size of each read of a copy's content: small enough to
+// add little to a mount's memory.
+const copyChunk = 256 << 10
+
 // copyTempSuffix marks a copy being written.
 const copyTempSuffix = ".tmp"
 
@@ -147,7 +151,7 @@ func (c *Copies) Store(ctx context.Context, key string, size int64, read func(ct
 			os.Remove(tmp.Name())
 		}
 	}()
-	buf := make([]byte, min(size, 1<<20))
+	buf := make([]byte, min(size, copyChunk))
 	for off := int64(0); off < size; {
 		if err := ctx.Err(); err != nil {
 			return err
