@@ -253,3 +253,33 @@ func TestFUSEFileCopiesExec(t *testing.T) {
 		t.Errorf("exec of a copied file sent %v, want no read", d)
 	}
 }
+
+// TestCopyWaitsForPause: a copy starts only once READs have paused for
+// copyIdle (a copy competing with cold reads slowed them by 15 %), and
+// gives up waiting when the mount ends.
+func TestCopyWaitsForPause(t *testing.T) {
+	p := newPassthrough(nil, quietLogger())
+	p.lastRead.Store(time.Now().UnixNano())
+	start := time.Now()
+	stop := make(chan struct{})
+	go func() { // reads go on for 3 × copyIdle
+		for time.Since(start) < 3*copyIdle {
+			p.lastRead.Store(time.Now().UnixNano())
+			time.Sleep(copyIdle / 10)
+		}
+		close(stop)
+	}()
+	if err := p.waitForIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-stop
+	if waited := time.Since(start); waited < 4*copyIdle-copyIdle/5 {
+		t.Errorf("copy started %v after reads began, while they went on for %v", waited, 3*copyIdle)
+	}
+	p.lastRead.Store(time.Now().Add(time.Hour).UnixNano()) // busy for good
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(copyIdle, cancel)
+	if err := p.waitForIdle(ctx); err == nil {
+		t.Error("waitForIdle returned nil on a mount that ended while busy")
+	}
+}
