@@ -59,6 +59,10 @@ type ServedImage struct {
 	Tree     *Tree
 	Readers  []ContentReader
 	Activity *Activity // told of opens and use; nil: nobody
+	// FileCopies, when set, keeps whole copies of the image's files read
+	// to their end for FUSE passthrough, as MountOptions.FileCopies does
+	// for a single mount.
+	FileCopies FileCopies
 
 	// Under the catalogFS's lock.
 	attached *servedFS // nil: not attached (yet)
@@ -118,6 +122,9 @@ type CatalogMount struct {
 func (c *CatalogMount) Release(dir []string, name string, img *ServedImage) {
 	c.fs.release(img)
 	c.Forget(dir, name)
+	if s := c.fs.attachedOf(img); s != nil && s.pt != nil {
+		s.pt.drain() // before the caller closes the image's readers
+	}
 }
 
 // Forget tells the kernel to drop the name at dir/name and its listing of
@@ -148,9 +155,9 @@ func MountCatalog(ctx context.Context, dir string, cat Catalog, opts MountOption
 	if source == "" {
 		source = "imgfs-serve"
 	}
-	opts.FileCopies = nil // see MountOptions.FileCopies
+	opts.FileCopies = nil // per image: ServedImage.FileCopies
 	cfs := newCatalogFS(cat, imageOptions(opts, log))
-	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters), xattrs: true}
+	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters), xattrs: true, drain: cfs.drainCopies}
 	if err := mt.serve(ctx, newRequestFS(cfs, mt.requests, false), fuseMountOptions(ctx, log, opts, source, "imgfs"), opts, log); err != nil {
 		return nil, err
 	}

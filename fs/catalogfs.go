@@ -202,7 +202,11 @@ func (c *catalogFS) attach(img *ServedImage) (*servedFS, bool, error) {
 	s = &servedFS{img: img}
 	o := c.image
 	o.refs = &s.refs
+	o.copies = img.FileCopies
 	tfs := newTreeFS(img.Tree, img.Readers, o)
+	if tfs.pt != nil {
+		tfs.pt.server.Store(c.server.Load()) // the mount's: Init came before any image
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -222,6 +226,23 @@ func (c *catalogFS) attach(img *ServedImage) (*servedFS, bool, error) {
 	slots[s.slot] = s
 	c.slots.Store(&slots)
 	return s, true, nil
+}
+
+// attachedOf is img's attachment, if any.
+func (c *catalogFS) attachedOf(img *ServedImage) *servedFS {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return img.attached
+}
+
+// drainCopies finishes the file copies in flight of every attached image
+// (the mount has ended).
+func (c *catalogFS) drainCopies() {
+	for _, s := range *c.slots.Load() {
+		if s.pt != nil {
+			s.pt.drain()
+		}
+	}
 }
 
 // release marks img released, and frees its slot if the kernel holds
@@ -521,6 +542,7 @@ func (c *catalogFS) Read(cancel <-chan struct{}, input *fuse.ReadIn, dest []byte
 func (c *catalogFS) Release(cancel <-chan struct{}, input *fuse.ReleaseIn) {
 	if s := c.served(input.NodeId); s != nil {
 		s.img.Activity.released()
+		s.Release(cancel, input)
 		return
 	}
 	c.mu.Lock()

@@ -61,8 +61,8 @@ type MountOptions struct {
 	// FileCopies, when set, keeps whole copies of the files read to their
 	// end (MinFileCopySize and larger) and lets the kernel read those
 	// itself on later opens (FUSE passthrough: Linux 6.9 and later, as
-	// root; elsewhere nothing is copied after the first refusal). Single
-	// mounts only: a catalog mount ignores it.
+	// root; elsewhere nothing is copied). A catalog mount ignores it: it
+	// takes each image's (ServedImage.FileCopies).
 	FileCopies FileCopies
 
 	Debug  bool         // log every FUSE request

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -281,5 +282,58 @@ func TestCopyWaitsForPause(t *testing.T) {
 	time.AfterFunc(copyIdle, cancel)
 	if err := p.waitForIdle(ctx); err == nil {
 		t.Error("waitForIdle returned nil on a mount that ended while busy")
+	}
+}
+
+// TestCatalogFileCopies: in a catalog mount (imgfs serve), an image with
+// FileCopies gets them as a single mount does: a file read whole is copied
+// and then read by the kernel from its copy, with no READ; releasing the
+// image finishes its copies in flight.
+func TestCatalogFileCopies(t *testing.T) {
+	tree, readers, big := passthroughTree(t)
+	copies, err := cache.NewCopies(t.TempDir(), 1<<30, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := newTestCatalog(t)
+	cat.images["p"] = &ServedImage{Tree: tree, Readers: readers, Activity: &Activity{}, FileCopies: copies}
+	dir, cm := mountCatalogForTest(t, cat)
+	if !passthroughWorks(cm.Mounted) {
+		t.Skip("FUSE passthrough needs root and Linux 6.9 or later")
+	}
+	path := filepath.Join(dir, "imgs", "p", "big")
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("first read: %d bytes, %v", len(got), err)
+	}
+	n, _ := tree.Lookup("big")
+	waitForCopy(t, copies, readers[0].(ContentKeyer).ContentKey(n.Entry()), int64(len(big)))
+	d := requestDelta(t, cm.Mounted, func() {
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, big) {
+			t.Fatalf("read from the copy: %d bytes, %v", len(got), err)
+		}
+	})
+	if d["read"] != 0 {
+		t.Errorf("a read of a copied file in a catalog mount sent %v", d)
+	}
+	// A second image read whole, then released at once: the copy is
+	// there when Release returns.
+	tree2, readers2, _ := passthroughTree(t)
+	other := &ServedImage{Tree: tree2, Readers: readers2, Activity: &Activity{}, FileCopies: copies}
+	cat.mu.Lock()
+	cat.images["q"] = other
+	cat.mu.Unlock()
+	f, err := os.Open(filepath.Join(dir, "imgs", "q", "other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	time.Sleep(copyIdle / 2)
+	cm.Release([]string{"imgs"}, "q", other)
+	n2, _ := tree2.Lookup("other")
+	if key := readers2[0].(ContentKeyer).ContentKey(n2.Entry()); !copies.Has(key, n2.Size()) {
+		t.Error("Release returned before the image's copy in flight was finished")
 	}
 }

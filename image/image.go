@@ -86,7 +86,9 @@ func Open(ctx context.Context, reference string, opts Options) (*Image, error) {
 		}
 		img.ownsCache = true
 	}
-	if opts.FileCopies > 0 && opts.CacheDir != "" {
+	if opts.Copies != nil {
+		img.copies = opts.Copies
+	} else if opts.FileCopies > 0 && opts.CacheDir != "" {
 		// Without them, reads still work: a warning, not a failure.
 		if img.copies, err = cache.NewCopies(filepath.Join(opts.CacheDir, "files"), opts.FileCopies, img.log); err != nil {
 			img.log.Warn("file copies disabled", "err", err)

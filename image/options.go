@@ -43,6 +43,9 @@ type Options struct {
 	// many bytes of whole copies of files read to their end, for a mount
 	// to hand to the kernel (FUSE passthrough; see Image.FileCopies).
 	FileCopies int64
+	// Copies, when set, is where file copies go (several images may share
+	// one, and its budget); it overrides FileCopies.
+	Copies *cache.Copies
 	// Decode bounds the bytes being fetched and decoded at once by the
 	// reads of this image (share one between images sharing Cache); nil:
 	// one of index.DefaultDecodeBytes for this image.

@@ -3,11 +3,14 @@ package integration
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestFullSizeReadsLogNoSpliceWarning: the kernel sends 1 MiB READs (the
@@ -80,9 +83,7 @@ func readWith1MiB(path string) ([]byte, error) {
 // server. A file read in part is not copied, and a mount that ends right
 // after the read finishes the copy first.
 func TestCLIFileCopies(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: FUSE passthrough")
-	}
+	requirePassthrough(t)
 	content := semiRandom(9, 3<<20+77)
 	partial := semiRandom(10, 24<<20) // larger than the kernel's readahead (8 MiB)
 	layer := MustLayer(t, LayerSpec{Compression: Gzip, Entries: []Entry{Dir("data"),
@@ -91,16 +92,6 @@ func TestCLIFileCopies(t *testing.T) {
 	reg := StartRegistry(t, RegistryOptions{})
 	ref := reg.PushImage(t, "copies/app", "v1", MustImage(t, ImageSpec{Kind: OCI, Layers: []*BuiltLayer{layer}}))
 	cacheDir := t.TempDir()
-	copies := func() []string {
-		var out []string
-		_ = filepath.WalkDir(filepath.Join(cacheDir, "files"), func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".tmp") {
-				out = append(out, p)
-			}
-			return nil
-		})
-		return out
-	}
 
 	m := mountImage(t, ref, mountOptions{CacheDir: cacheDir, Args: []string{"--prefetch=none"}})
 	if got, err := os.ReadFile(m.path("data/whole")); err != nil || !bytes.Equal(got, content) {
@@ -117,10 +108,7 @@ func TestCLIFileCopies(t *testing.T) {
 	// Unmounted at once, as a CI job would: the mount finishes the copy
 	// of what was just read before it exits.
 	m.unmount(t)
-	if log, _ := os.ReadFile(m.LogPath); strings.Contains(string(log), "passthrough not available") {
-		t.Skipf("the kernel has no FUSE passthrough: %s", tailFile(m.LogPath, 3))
-	}
-	if n := len(copies()); n != 1 {
+	if n := len(fileCopies(cacheDir)); n != 1 {
 		t.Fatalf("%d file copies after the mount ended, want 1 (the file read whole; not the one read in part); server log:\n%s", n, tailFile(m.LogPath, 20))
 	}
 
@@ -139,4 +127,38 @@ func TestCLIFileCopies(t *testing.T) {
 	if !strings.Contains(string(log), "backing=") {
 		t.Errorf("no passthrough open in the server log:\n%s", tailFile(m.LogPath, 20))
 	}
+}
+
+// passthroughAvailable reports whether FUSE passthrough can work here:
+// root and Linux 6.9 or later.
+func passthroughAvailable() bool {
+	var u unix.Utsname
+	if os.Geteuid() != 0 || unix.Uname(&u) != nil {
+		return false
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 6 || major == 6 && minor >= 9
+}
+
+// requirePassthrough skips a test where FUSE passthrough cannot work.
+func requirePassthrough(t *testing.T) {
+	t.Helper()
+	if !passthroughAvailable() {
+		t.Skip("FUSE passthrough needs root and Linux 6.9 or later")
+	}
+}
+
+// fileCopies lists the complete file copies in a cache dir.
+func fileCopies(cacheDir string) []string {
+	var out []string
+	_ = filepath.WalkDir(filepath.Join(cacheDir, "files"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".tmp") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
 }

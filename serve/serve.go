@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -67,6 +68,7 @@ type Server struct {
 	log       *slog.Logger
 	cache     *cache.Cache
 	ownsCache bool
+	copies    *cache.Copies // nil: no file copies
 	decode    *index.DecodeLimit
 	mount     *fs.CatalogMount
 	opening   singleflight.Group
@@ -136,6 +138,16 @@ func New(opts Options) (*Server, error) {
 	if s.decode == nil {
 		s.decode = index.NewDecodeLimit(0)
 	}
+	s.copies = opts.Image.Copies
+	if s.copies == nil && opts.Image.FileCopies > 0 && opts.Image.CacheDir != "" {
+		// One store for every image, so that their copies share the budget.
+		c, err := cache.NewCopies(filepath.Join(opts.Image.CacheDir, "files"), opts.Image.FileCopies, s.log)
+		if err != nil {
+			s.log.Warn("file copies disabled", "err", err)
+		} else {
+			s.copies = c
+		}
+	}
 	return s, nil
 }
 
@@ -200,7 +212,7 @@ func (s *Server) recordError(path string, err error) {
 // imageOptions are the options to open the image of ref with.
 func (s *Server) imageOptions(ref string) image.Options {
 	o := s.opts.Image
-	o.Cache, o.Decode, o.Synthesize = s.cache, s.decode, true
+	o.Cache, o.Decode, o.Synthesize, o.Copies = s.cache, s.decode, true, s.copies
 	o.Progress = nil
 	o.LayerLock = s.lockLayer
 	if host, _, _ := strings.Cut(ref, "/"); slices.Contains(s.opts.PlainHTTPRegistries, host) {
@@ -256,7 +268,7 @@ func (s *Server) open(ref string, dir []string, name string) (*served, error) {
 			return nil, syscall.ESHUTDOWN
 		}
 		sv := &served{path: fs.CatalogPath(dir, name), dir: dir, name: name, img: img, opened: time.Now(),
-			attached: &fs.ServedImage{Tree: img.Tree(), Readers: img.ContentReaders(), Activity: &fs.Activity{}}}
+			attached: &fs.ServedImage{Tree: img.Tree(), Readers: img.ContentReaders(), Activity: &fs.Activity{}, FileCopies: img.FileCopies()}}
 		sv.attached.Activity.Touch()
 		s.images[ref] = sv
 		s.log.Info("image opened", "path", sv.path, "digest", img.Manifest.Digest, "in", time.Since(start).Round(time.Millisecond))

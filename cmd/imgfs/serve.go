@@ -24,6 +24,7 @@ type serveFlags struct {
 	idleTimeout         time.Duration
 	local               []string
 	memoryCache         string
+	fileCopies          string
 	readTimeout         time.Duration
 	background          bool
 	allowOther          string
@@ -94,7 +95,8 @@ under systemd.`,
 	fl.StringVar(&f.allowOther, "allow-other", "auto", "let other users use the mount: auto (when permitted), yes, no")
 	fl.BoolVar(&f.nonEmpty, "nonempty", false, "mount over a directory that has files (hidden while mounted)")
 	fl.StringVar(&f.logFile, "log-file", "", "where the server logs (appended); with --background the default is <cache-dir>/logs/serve-*.log")
-	withEnv(fl, "memory-cache", "read-timeout", "allow-other", "tag-ttl", "idle-timeout")
+	fl.StringVar(&f.fileCopies, "file-copies", sizeString(defaultFileCopies), "whole copies of files of 1 MiB or more read to their end, for every image, which the kernel then reads itself (FUSE passthrough: root, Linux 6.9+); 0: none")
+	withEnv(fl, "memory-cache", "read-timeout", "allow-other", "tag-ttl", "idle-timeout", "file-copies")
 	return cmd
 }
 
@@ -137,6 +139,9 @@ func (a *app) serveForeground(cmd *cobra.Command, dir string, f serveFlags) erro
 		return err
 	}
 	opts.MemoryCache, opts.DiskCache = memory, a.flags.cacheSizeBytes
+	if opts.FileCopies, err = parseSize(f.fileCopies); err != nil {
+		return usageErrorf("invalid --file-copies %q: %w", f.fileCopies, err)
+	}
 	tagTTL, idle := f.tagTTL, f.idleTimeout
 	if tagTTL == 0 {
 		tagTTL = -1 // every lookup
