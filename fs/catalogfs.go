@@ -241,6 +241,7 @@ func (c *catalogFS) drainCopies() {
 	for _, s := range *c.slots.Load() {
 		if s.pt != nil {
 			s.pt.drain()
+			s.pt.closeFiles()
 		}
 	}
 }

@@ -135,7 +135,10 @@ func Mount(ctx context.Context, dir string, t *Tree, readers []ContentReader, op
 	// OPENDIR, so that the kernel stops sending them.
 	mt := &Mounted{dir: dir, stopped: make(chan struct{}), requests: new(requestCounters), xattrs: treeHasXattrs(t)}
 	if tfs.pt != nil {
-		mt.drain = tfs.pt.drain // copies of files just read are finished, not lost
+		mt.drain = func() { // copies of files just read are finished, not lost
+			tfs.pt.drain()
+			tfs.pt.closeFiles()
+		}
 	}
 	rawFS := newRequestFS(tfs, mt.requests, !mt.xattrs)
 	if err := mt.serve(ctx, rawFS, fuseMountOptions(ctx, log, opts, source, subtype), opts, log); err != nil {

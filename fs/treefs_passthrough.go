@@ -4,8 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -26,6 +29,12 @@ type FileCopies interface {
 	Has(key string, size int64) bool
 	// Store writes a copy of key, read with read.
 	Store(ctx context.Context, key string, size int64, read func(ctx context.Context, p []byte, off int64) (int, error)) error
+	// Admit reports whether a file of size bytes is worth copying (small
+	// enough for the budget to hold several).
+	Admit(size int64) bool
+	// Probe opens a file of the store (empty, already unlinked), to check
+	// that the kernel takes the store's files as backing files.
+	Probe() (*os.File, error)
 }
 
 // ContentKeyer is what a ContentReader offers to have its files copied:
@@ -42,8 +51,14 @@ var _ ContentKeyer = (*index.Reader)(nil)
 // lookup of the copy.
 const MinFileCopySize = 1 << 20
 
-// maxCopyTracked bounds the files whose reads are being followed at once.
-const maxCopyTracked = 4096
+// maxCopyTracked bounds the files whose reads are being followed at once,
+// and maxReadRanges the disjoint ranges followed per file: a file read at
+// random in more places than that is not copied (it is not being read
+// whole).
+const (
+	maxCopyTracked = 4096
+	maxReadRanges  = 64
+)
 
 // File handles of opens that the passthrough state counts (0: not
 // counted, a file below MinFileCopySize or without a key).
@@ -71,6 +86,7 @@ type passthrough struct {
 	opens   map[uint64]*inodeOpens // by node ID, while open
 	reads   map[uint64]*readSpans  // by node ID: what was read of files not yet copied
 	copying map[string]bool        // keys being copied
+	keys    sync.Map               // node ID -> content key ("" when not copyable), computed once
 	sem     chan struct{}          // one copy at a time
 
 	lastRead   atomic.Int64    // unix nanoseconds of the last READ: copies wait for a pause
@@ -87,9 +103,10 @@ type inodeOpens struct {
 }
 
 // readSpans is what was read of a file, as sorted disjoint [start, end)
-// ranges.
+// ranges; abandoned once there are too many of them.
 type readSpans struct {
-	spans [][2]int64
+	spans     [][2]int64
+	abandoned bool
 }
 
 func newPassthrough(copies FileCopies, log *slog.Logger) *passthrough {
@@ -146,15 +163,17 @@ func (t *treeFS) copyKey(n *Node) (string, bool) {
 	if t.pt == nil || n.Type() != index.TypeReg || n.Synthetic() || n.Size() < MinFileCopySize {
 		return "", false
 	}
-	layer := n.Layer()
-	if layer < 0 || layer >= len(t.readers) {
-		return "", false
+	if k, ok := t.pt.keys.Load(n.Ino()); ok {
+		return k.(string), k.(string) != ""
 	}
-	k, ok := t.readers[layer].(ContentKeyer)
-	if !ok {
-		return "", false
+	key := ""
+	if layer := n.Layer(); layer >= 0 && layer < len(t.readers) && t.pt.copies.Admit(n.Size()) {
+		if k, ok := t.readers[layer].(ContentKeyer); ok {
+			key = k.ContentKey(n.Entry())
+		}
 	}
-	return k.ContentKey(n.Entry()), true
+	t.pt.keys.Store(n.Ino(), key)
+	return key, key != ""
 }
 
 // open decides the mode of an open of node id (key, size) and fills out.
@@ -193,28 +212,71 @@ func (p *passthrough) startPassthrough(o *inodeOpens, key string, size int64) {
 	}
 	id, errno := srv.RegisterBackingFd(&fuse.BackingMap{Fd: int32(f.Fd())})
 	if errno != 0 {
-		// Not root, a kernel without passthrough, or a mount that did not
-		// negotiate it: it will not work later either.
 		f.Close()
-		p.off.Store(true)
-		p.log.Info("FUSE passthrough not available; file copies are not used", "err", errno)
+		if permanentBackingError(errno) {
+			p.off.Store(true)
+			p.log.Info("FUSE passthrough not available; file copies are not used", "err", errno)
+		} else {
+			p.log.Debug("backing file refused; this open is served by READs", "err", errno)
+		}
 		return
 	}
 	o.backingID, o.file = id, f
 }
 
-// usable reports whether passthrough may work on this mount: the server
-// runs as root and the kernel offered passthrough at INIT. Files are only
-// copied when it may.
+// usable reports whether passthrough works on this mount: the server runs
+// as root, the kernel offered passthrough at INIT, and it takes a file of
+// the store as a backing file (it does not when the store is on a stacked
+// file system such as overlayfs: ELOOP). Files are only copied when it
+// does.
 func (p *passthrough) usable() bool {
 	p.probed.Do(func() {
 		srv := p.server.Load()
 		if srv == nil || os.Geteuid() != 0 || srv.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
 			p.off.Store(true)
-			p.log.Debug("FUSE passthrough not available (needs root and Linux 6.9 or later): files are not copied")
+			p.log.Info("FUSE passthrough not available (needs root and Linux 6.9 or later): files are not copied")
+			return
 		}
+		f, err := p.copies.Probe()
+		if err != nil {
+			p.off.Store(true)
+			p.log.Warn("file copies disabled", "err", err)
+			return
+		}
+		defer f.Close()
+		id, errno := srv.RegisterBackingFd(&fuse.BackingMap{Fd: int32(f.Fd())})
+		if errno != 0 {
+			p.off.Store(true)
+			p.log.Info("FUSE passthrough refuses the file copies' directory (a stacked file system?): files are not copied", "err", errno)
+			return
+		}
+		srv.UnregisterBackingFd(id)
 	})
 	return !p.off.Load()
+}
+
+// permanentBackingError tells a refusal of any backing file (no
+// permission, no passthrough, a stacked file system) from a passing one
+// (no file descriptors left, no memory).
+func permanentBackingError(errno syscall.Errno) bool {
+	switch errno {
+	case syscall.EPERM, syscall.ELOOP, syscall.EOPNOTSUPP, syscall.EINVAL, syscall.ENOTTY, syscall.ENOSYS:
+		return true
+	}
+	return false
+}
+
+// closeFiles closes the copies still held for opens the kernel never
+// released (the mount has ended).
+func (p *passthrough) closeFiles() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, o := range p.opens {
+		if o.file != nil {
+			o.file.Close()
+		}
+		delete(p.opens, id)
+	}
 }
 
 // release counts an open of node id, of the mode fh says, as released.
@@ -269,7 +331,16 @@ func (t *treeFS) noteRead(id uint64, n *Node, key string, off int64, got int) {
 		r = &readSpans{}
 		p.reads[id] = r
 	}
+	if r.abandoned {
+		p.mu.Unlock()
+		return
+	}
 	r.add(off, off+int64(got))
+	if len(r.spans) > maxReadRanges {
+		r.spans, r.abandoned = nil, true
+		p.mu.Unlock()
+		return
+	}
 	complete := r.covers(size)
 	if complete {
 		delete(p.reads, id)
@@ -280,6 +351,8 @@ func (t *treeFS) noteRead(id uint64, n *Node, key string, off int64, got int) {
 		}
 	}
 	if complete {
+		// Added from a READ, which go-fuse handles on its serve loops: all
+		// have returned before the mount's drain waits.
 		p.inFlight.Add(1)
 	}
 	p.mu.Unlock()
@@ -324,31 +397,24 @@ func (t *treeFS) copyFile(n *Node, key string) {
 	p.log.Debug("file copied for passthrough", "path", n.Path(), "bytes", n.Size(), "in", time.Since(start).Round(time.Millisecond))
 }
 
-// add merges [start, end) into the ranges.
+// add merges [start, end) into the ranges, in place.
 func (r *readSpans) add(start, end int64) {
 	if end <= start {
 		return
 	}
-	out := r.spans[:0:0]
-	placed := false
-	for _, s := range r.spans {
-		switch {
-		case s[1] < start:
-			out = append(out, s)
-		case end < s[0]:
-			if !placed {
-				out = append(out, [2]int64{start, end})
-				placed = true
-			}
-			out = append(out, s)
-		default: // overlapping or touching: merge
-			start, end = min(start, s[0]), max(end, s[1])
-		}
+	// The ranges from i to j-1 touch or overlap [start, end).
+	i := sort.Search(len(r.spans), func(k int) bool { return r.spans[k][1] >= start })
+	j := i
+	for j < len(r.spans) && r.spans[j][0] <= end {
+		start, end = min(start, r.spans[j][0]), max(end, r.spans[j][1])
+		j++
 	}
-	if !placed {
-		out = append(out, [2]int64{start, end})
+	if i == j {
+		r.spans = slices.Insert(r.spans, i, [2]int64{start, end})
+		return
 	}
-	r.spans = out
+	r.spans[i] = [2]int64{start, end}
+	r.spans = slices.Delete(r.spans, i+1, j)
 }
 
 // covers reports whether the ranges cover [0, size).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -335,5 +336,40 @@ func TestCatalogFileCopies(t *testing.T) {
 	n2, _ := tree2.Lookup("other")
 	if key := readers2[0].(ContentKeyer).ContentKey(n2.Entry()); !copies.Has(key, n2.Size()) {
 		t.Error("Release returned before the image's copy in flight was finished")
+	}
+}
+
+// TestReadSpansMatchesBitmap: ranges added in any order cover what a
+// bitmap of the same reads covers.
+func TestReadSpansMatchesBitmap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 2000 {
+		const size = 200
+		var r readSpans
+		var bits [size]bool
+		for range rng.IntN(12) + 1 {
+			start := rng.Int64N(size)
+			end := min(size, start+rng.Int64N(40))
+			r.add(start, end)
+			for i := start; i < end; i++ {
+				bits[i] = true
+			}
+		}
+		var got [size]bool
+		for k, s := range r.spans {
+			if s[0] >= s[1] || k > 0 && r.spans[k-1][1] >= s[0] {
+				t.Fatalf("round %d: ranges not sorted, disjoint and apart: %v", round, r.spans)
+			}
+			for i := s[0]; i < s[1]; i++ {
+				got[i] = true
+			}
+		}
+		if got != bits {
+			t.Fatalf("round %d: ranges %v differ from the reads", round, r.spans)
+		}
+		all := !slices.Contains(bits[:], false)
+		if r.covers(size) != all {
+			t.Fatalf("round %d: covers %v, want %v", round, r.covers(size), all)
+		}
 	}
 }

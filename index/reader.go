@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -233,11 +234,23 @@ func keyPrefix(layer digest.Digest, format manifest.Format, toc string, verified
 func (r *Reader) key(i int) string { return spanKey(r.prefix, &r.ix.Spans[i]) }
 
 // ContentKey names the content of e for caches beyond the span cache (a
-// whole copy of the file): it is bound, as span keys are, to what the
-// layer's bytes were verified against, so that two readers give one key
-// only for the same bytes.
+// whole copy of the file): the cache key prefix (what the layer's bytes
+// were verified against), the entry's place in the stream, and the keys of
+// every span it covers, with their digests. The place alone would not do
+// for TOC formats, whose stream imgfs lays out itself: another version
+// could put another file of the same size there; the chunk digests tell.
+// It costs a hash over the file's span keys: callers keep it.
 func (r *Reader) ContentKey(e *Entry) string {
-	return r.prefix + "file/" + strconv.FormatInt(e.Offset, 10) + "+" + strconv.FormatInt(e.Size, 10)
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d+%d", r.prefix, e.Offset, e.Size)
+	if e.Size > 0 {
+		spans := r.ix.Spans
+		first, last := spanAt(spans, e.Offset), spanAt(spans, e.Offset+e.Size-1)
+		for i := first; i >= 0 && i <= last; i++ {
+			fmt.Fprintf(h, "\x00%s", spanKey("", &spans[i]))
+		}
+	}
+	return r.prefix + "file/" + hex.EncodeToString(h.Sum(nil))
 }
 
 // spanKey names span s of the stream named by prefix in the cache: its

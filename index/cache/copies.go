@@ -28,8 +28,8 @@ import (
 // for, or it is not used. Copies are evicted, least recently opened first
 // (mtime), to stay within the byte budget; a copy removed while the kernel
 // reads it stays readable through the open descriptor. Several processes
-// may share the directory: each keeps its own account of the bytes, from a
-// scan at start.
+// may share the directory: the budget is checked against a listing of it
+// at each store (copies being written by others are not counted).
 type Copies struct {
 	dir string
 	max int64
@@ -119,6 +119,21 @@ func (c *Copies) Open(key string, size int64) (*os.File, bool) {
 	return f, true
 }
 
+// Admit reports whether a file of size bytes is worth a copy: at most a
+// quarter of the budget, so that one file cannot evict all the others.
+func (c *Copies) Admit(size int64) bool { return size <= c.max/4 }
+
+// Probe opens an empty file in the store's directory, already removed:
+// something to try the kernel's passthrough with.
+func (c *Copies) Probe() (*os.File, error) {
+	f, err := os.CreateTemp(c.dir, ".probe-*"+copyTempSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("file copies: %w", err)
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
+
 // Has reports whether a copy of key of size bytes is stored.
 func (c *Copies) Has(key string, size int64) bool {
 	info, err := os.Stat(c.path(key))
@@ -189,13 +204,11 @@ func (c *Copies) Store(ctx context.Context, key string, size int64, read func(ct
 }
 
 // makeRoom evicts the least recently opened copies until size more bytes
-// fit in the budget.
+// fit in the budget. The directory is listed each time (it holds few
+// files, of 1 MiB and more): other processes sharing it add copies too.
 func (c *Copies) makeRoom(size int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.used+size <= c.max {
-		return
-	}
 	files := c.scan()
 	c.used = 0
 	for _, f := range files {

@@ -147,3 +147,43 @@ func TestCopiesEvictLeastRecentlyOpened(t *testing.T) {
 		t.Error("path")
 	}
 }
+
+// TestCopiesSharedBudget: two processes (two Copies) sharing a directory
+// keep it within the budget together, and a file larger than a quarter of
+// the budget is not admitted.
+func TestCopiesSharedBudget(t *testing.T) {
+	dir := t.TempDir()
+	a, err := NewCopies(dir, 10<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewCopies(dir, 10<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i, c := range []*Copies{a, b, a, b, a} {
+		v := content(5<<19, byte(i)) // 2.5 MiB each
+		if err := c.Store(ctx, string(rune('a'+i)), int64(len(v)), readFrom(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total int64
+	for _, f := range a.scan() {
+		total += f.size
+	}
+	if total > 10<<20 {
+		t.Errorf("%d bytes of copies in the shared directory, budget %d", total, 10<<20)
+	}
+	if !a.Admit(10<<20/4) || a.Admit(10<<20/4+1) {
+		t.Error("Admit: a quarter of the budget is the largest file copied")
+	}
+	f, err := a.Probe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if len(a.scan()) != 4 {
+		t.Errorf("Probe left a file behind: %d files", len(a.scan()))
+	}
+}
