@@ -6,9 +6,42 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
+
+// MountEntry is a mount of /proc/self/mountinfo.
+type MountEntry struct {
+	Dir    string // the mount point
+	Type   string // "fuse.imgfs", "ext4"...
+	Source string // what the file system says it mounts (an image reference for imgfs)
+}
+
+// Mounts lists the mounts of /proc/self/mountinfo, in its order (a mount
+// stacked on another comes after it).
+func Mounts() ([]MountEntry, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	return parseMountinfo(string(data)), nil
+}
+
+// parseMountinfo reads mountinfo lines: the mount point is field 5, the
+// type and source follow the " - " separator; \ooo escapes are undone.
+func parseMountinfo(data string) []MountEntry {
+	var out []MountEntry
+	for _, line := range strings.Split(data, "\n") {
+		fields := strings.Fields(line)
+		i := slices.Index(fields, "-")
+		if i < 5 || i+2 >= len(fields) {
+			continue
+		}
+		out = append(out, MountEntry{Dir: unescapeMountinfo(fields[4]), Type: fields[i+1], Source: unescapeMountinfo(fields[i+2])})
+	}
+	return out
+}
 
 // MountedAt reports what is mounted at dir, from /proc/self/mountinfo: its
 // file system type ("fuse.imgfs", "ext4"...) and whether anything is.
@@ -17,21 +50,13 @@ func MountedAt(dir string) (fstype string, mounted bool, err error) {
 	if err != nil {
 		return "", false, err
 	}
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := Mounts()
 	if err != nil {
 		return "", false, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		// The mount point is field 5; the type follows the " - " separator.
-		if len(fields) < 9 || unescapeMountinfo(fields[4]) != abs {
-			continue
-		}
-		for i, f := range fields {
-			if f == "-" && i+1 < len(fields) {
-				fstype, mounted = fields[i+1], true // a later line (stacked mount) wins
-				break
-			}
+	for _, m := range mounts {
+		if m.Dir == abs {
+			fstype, mounted = m.Type, true // a later line (stacked mount) wins
 		}
 	}
 	return fstype, mounted, nil

@@ -3,6 +3,7 @@ package fs
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -10,6 +11,19 @@ import (
 func TestUnescapeMountinfo(t *testing.T) {
 	if got := unescapeMountinfo(`/tmp/with\040space\011tab`); got != "/tmp/with space\ttab" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func TestParseMountinfo(t *testing.T) {
+	data := `22 1 0:21 / /proc rw,nosuid shared:12 - proc proc rw
+91 30 0:45 / /tmp/my\040mnt rw,nosuid,nodev shared:40 master:1 - fuse.imgfs reg/app:v1\040x ro,user_id=0
+92 91 0:46 / /tmp/my\040mnt rw - overlay overlay rw
+short line
+`
+	got := parseMountinfo(data)
+	want := []MountEntry{{"/proc", "proc", "proc"}, {"/tmp/my mnt", "fuse.imgfs", "reg/app:v1 x"}, {"/tmp/my mnt", "overlay", "overlay"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
 	}
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	iofs "io/fs"
@@ -57,9 +56,7 @@ copies, of layers kept with --cache-layers (blobs) and of cached manifests.
 			}
 			out := cmd.OutOrStdout()
 			if jsonOut {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(listing)
+				return printJSON(out, listing)
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "INDEX\tSIZE\tLAST USED\tIMAGES")

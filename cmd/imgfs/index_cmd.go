@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 
@@ -70,9 +69,7 @@ uncompressedSize, verified, reads, index).`,
 					rows = append(rows, IndexRow{Layer: i + 1, Digest: ix.Layer.String(), Format: string(ix.Format), Entries: len(ix.Entries),
 						UncompressedSize: ix.UncompressedSize(), Verified: ix.Verified(), Reads: readMode(ix), Index: ix.How()})
 				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rows); err != nil {
+				if err := printJSON(cmd.OutOrStdout(), rows); err != nil {
 					return err
 				}
 				if f.pushIndex {

@@ -120,9 +120,7 @@ func (ic *inspectCommand) run(cmd *cobra.Command, reference string) error {
 		return image.UncompressedSize(opts.CacheDir, image.Scope(img), l)
 	})
 	if ic.jsonOut {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(doc)
+		return printJSON(out, doc)
 	}
 	if tmpl != nil {
 		return executeFormat(out, tmpl, doc)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -182,9 +181,7 @@ func (l *lister) run(paths []string) error {
 		if l.all == nil {
 			l.all = []LsEntry{}
 		}
-		enc := json.NewEncoder(l.out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(l.all); err != nil {
+		if err := printJSON(l.out, l.all); err != nil {
 			return err
 		}
 	}

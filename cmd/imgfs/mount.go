@@ -101,13 +101,13 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 		return err
 	}
 	defer closeLog()
-	memory, err := parseSize(f.memoryCache)
+	memory, err := sizeFlag("memory-cache", f.memoryCache)
 	if err != nil {
-		return usageErrorf("invalid --memory-cache %q: %w", f.memoryCache, err)
+		return err
 	}
-	fileCopies, err := parseSize(f.fileCopies)
+	fileCopies, err := sizeFlag("file-copies", f.fileCopies)
 	if err != nil {
-		return usageErrorf("invalid --file-copies %q: %w", f.fileCopies, err)
+		return err
 	}
 	if limit := applyMountMemoryLimit(a.getenv, memory); limit > 0 {
 		a.logger.Debug("Go memory limit set", "bytes", limit)
@@ -125,11 +125,8 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 	if err != nil {
 		return err
 	}
-	if err := os.Mkdir(dir, 0o755); err == nil {
-		a.logger.Info("created the mount point", "dir", dir)
-	}
 	// Before the image is opened (that may take a while), as Mount will.
-	if err := fs.CheckMountPoint(dir, f.nonEmpty); err != nil {
+	if err := a.prepareMountPoint(dir, f.nonEmpty); err != nil {
 		return err
 	}
 
@@ -203,6 +200,15 @@ func (a *app) mountForeground(cmd *cobra.Command, reference, dir string, f mount
 // defaultFileCopies is --file-copies' default: a few large files (a
 // model, a database, a big shared library set) without filling the disk.
 const defaultFileCopies = 2 << 30
+
+// prepareMountPoint creates dir when missing and checks that it can be
+// mounted on (mount and serve, before the slow work of opening images).
+func (a *app) prepareMountPoint(dir string, nonEmpty bool) error {
+	if err := os.Mkdir(dir, 0o755); err == nil {
+		a.logger.Info("created the mount point", "dir", dir)
+	}
+	return fs.CheckMountPoint(dir, nonEmpty)
+}
 
 // readTimeout maps the flag (0: never) to fs.MountOptions.ReadTimeout.
 func readTimeout(d time.Duration) time.Duration {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/imgfs/imgfs/fs"
 )
 
 func init() { registerCommand(newMountsCommand) }
@@ -79,9 +81,7 @@ State files of servers that are gone are removed.`,
 			}
 			out := cmd.OutOrStdout()
 			if jsonOut {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(mounts)
+				return printJSON(out, mounts)
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "DIR\tKIND\tIMAGE\tPID\tSINCE")
@@ -160,36 +160,17 @@ func activeMounts(cacheDir string) ([]MountInfo, error) {
 // imgfsMounts maps the mount points of type fuse.imgfs to their source
 // (the image reference the server gave the kernel).
 func imgfsMounts() (map[string]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := fs.Mounts()
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		i := slices.Index(fields, "-")
-		if i < 5 || i+2 >= len(fields) || fields[i+1] != "fuse.imgfs" {
-			continue
+	for _, m := range mounts {
+		if m.Type == "fuse.imgfs" {
+			out[m.Dir] = m.Source
 		}
-		out[unescapeOctal(fields[4])] = unescapeOctal(fields[i+2])
 	}
 	return out, nil
-}
-
-// unescapeOctal undoes mountinfo's \ooo escapes.
-func unescapeOctal(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // processAlive reports whether pid runs (EPERM: it does, as another user).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -200,9 +201,9 @@ func (a *app) setup(cmd *cobra.Command) error {
 	if envErr != nil {
 		return envErr
 	}
-	n, err := parseSize(a.flags.cacheSize)
+	n, err := sizeFlag("cache-size", a.flags.cacheSize)
 	if err != nil {
-		return &usageError{err: fmt.Errorf("invalid --cache-size %q: %w", a.flags.cacheSize, err)}
+		return err
 	}
 	a.flags.cacheSizeBytes = n
 	if a.flags.platform != "" {
@@ -357,6 +358,23 @@ func sizeString(n int64) string {
 		}
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+// printJSON writes v as indented JSON, the form of every --json output.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// sizeFlag parses the value of the size flag --name, or says which flag
+// is wrong (a usage error).
+func sizeFlag(name, value string) (int64, error) {
+	n, err := parseSize(value)
+	if err != nil {
+		return 0, usageErrorf("invalid --%s %q: %w", name, value, err)
+	}
+	return n, nil
 }
 
 // parseSize parses a byte size: a number with an optional unit. KiB, MiB,

@@ -107,9 +107,13 @@ func (a *app) serveForeground(cmd *cobra.Command, dir string, f serveFlags) erro
 		return err
 	}
 	defer closeLog()
-	memory, err := parseSize(f.memoryCache)
+	memory, err := sizeFlag("memory-cache", f.memoryCache)
 	if err != nil {
-		return usageErrorf("invalid --memory-cache %q: %w", f.memoryCache, err)
+		return err
+	}
+	fileCopies, err := sizeFlag("file-copies", f.fileCopies)
+	if err != nil {
+		return err
 	}
 	applyMountMemoryLimit(a.getenv, memory)
 	local := map[string]string{}
@@ -124,10 +128,7 @@ func (a *app) serveForeground(cmd *cobra.Command, dir string, f serveFlags) erro
 	if err != nil {
 		return err
 	}
-	if err := os.Mkdir(dir, 0o755); err == nil {
-		a.logger.Info("created the mount point", "dir", dir)
-	}
-	if err := fs.CheckMountPoint(dir, f.nonEmpty); err != nil {
+	if err := a.prepareMountPoint(dir, f.nonEmpty); err != nil {
 		return err
 	}
 	sigs := make(chan os.Signal, 1)
@@ -138,10 +139,7 @@ func (a *app) serveForeground(cmd *cobra.Command, dir string, f serveFlags) erro
 	if err != nil {
 		return err
 	}
-	opts.MemoryCache, opts.DiskCache = memory, a.flags.cacheSizeBytes
-	if opts.FileCopies, err = parseSize(f.fileCopies); err != nil {
-		return usageErrorf("invalid --file-copies %q: %w", f.fileCopies, err)
-	}
+	opts.MemoryCache, opts.DiskCache, opts.FileCopies = memory, a.flags.cacheSizeBytes, fileCopies
 	tagTTL, idle := f.tagTTL, f.idleTimeout
 	if tagTTL == 0 {
 		tagTTL = -1 // every lookup

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -38,9 +37,7 @@ docker-archive:FILE) it lists the names of the images it holds.`,
 				if tags == nil {
 					tags = []string{}
 				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(tags)
+				return printJSON(cmd.OutOrStdout(), tags)
 			}
 			for _, t := range tags {
 				fmt.Fprintln(cmd.OutOrStdout(), escapeName(t))
