@@ -162,7 +162,7 @@ func TestCatalogFSNodeIDs(t *testing.T) {
 	}
 
 	// The listing of imgs names each entry with the inode number a lookup gives.
-	got, _ := readDirAllFS(t, c, imgs.NodeId, true)
+	got, _ := readDirAll(t, c, imgs.NodeId, 4096, true)
 	var names []string
 	for _, d := range got {
 		names = append(names, d.name)
@@ -181,31 +181,6 @@ func TestCatalogFSNodeIDs(t *testing.T) {
 	}
 	if st := c.Lookup(nil, &fuse.InHeader{NodeId: a.NodeId + 1<<30}, "x", &fuse.EntryOut{}); st != errStale {
 		t.Errorf("a node ID past an image's inodes: %v", st)
-	}
-}
-
-// readDirAllFS lists a directory through any raw file system, as
-// readDirAll does for a treeFS.
-func readDirAllFS(t *testing.T, fsys fuse.RawFileSystem, node uint64, plus bool) ([]direntPlus, int) {
-	t.Helper()
-	var all []direntPlus
-	var off uint64
-	for requests := 1; ; requests++ {
-		out := fuse.NewDirEntryList(make([]byte, 4096), off)
-		in := &fuse.ReadIn{InHeader: fuse.InHeader{NodeId: node}, Offset: off}
-		read := fsys.ReadDir
-		if plus {
-			read = fsys.ReadDirPlus
-		}
-		if st := read(nil, in, out); st != fuse.OK {
-			t.Fatalf("readdir of node %d at %d: %v", node, off, st)
-		}
-		got := parseDirents(t, out.Bytes(), plus)
-		if len(got) == 0 {
-			return all, requests
-		}
-		all = append(all, got...)
-		off = got[len(got)-1].off
 	}
 }
 
@@ -228,7 +203,7 @@ func TestCatalogFSRelease(t *testing.T) {
 	root := lookup(catalogLookup(t, c, "imgs").NodeId, "a")
 	bin := lookup(root.NodeId, "bin")
 	tool := lookup(bin.NodeId, "tool")
-	listed, _ := readDirAllFS(t, c, bin.NodeId, true) // ., .., tool, tool2: two more
+	listed, _ := readDirAll(t, c, bin.NodeId, 4096, true) // ., .., tool, tool2: two more
 	if len(listed) != 4 {
 		t.Fatalf("bin lists %d entries", len(listed))
 	}

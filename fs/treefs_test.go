@@ -142,16 +142,16 @@ func parseDirents(t *testing.T, b []byte, plus bool) []direntPlus {
 
 // readDirAll lists a directory in replies of bufSize bytes, each starting
 // where the previous one ended, as the kernel does.
-func readDirAll(t *testing.T, tfs *treeFS, node uint64, bufSize int, plus bool) ([]direntPlus, int) {
+func readDirAll(t *testing.T, fsys fuse.RawFileSystem, node uint64, bufSize int, plus bool) ([]direntPlus, int) {
 	t.Helper()
 	var all []direntPlus
 	var off uint64
 	for requests := 1; ; requests++ {
 		out := fuse.NewDirEntryList(make([]byte, bufSize), off)
 		in := &fuse.ReadIn{InHeader: fuse.InHeader{NodeId: node}, Offset: off}
-		read := tfs.ReadDir
+		read := fsys.ReadDir
 		if plus {
-			read = tfs.ReadDirPlus
+			read = fsys.ReadDirPlus
 		}
 		if st := read(nil, in, out); st != fuse.OK {
 			t.Fatalf("readdir of node %d at %d: %v", node, off, st)

@@ -50,7 +50,7 @@ func TestMirrorsConfig(t *testing.T) {
 	ref := origin.Host + "/mirror/app:v1"
 	cache := pullThroughCache(t, origin.URL)
 	empty := StartCountingProxy(t, StartRegistry(t, RegistryOptions{}).Host)
-	dead, err := freePort()
+	dead, err := FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

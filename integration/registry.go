@@ -106,7 +106,7 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 	// A port picked free may be taken before the registry binds it: retry.
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			t.Fatalf("find a free port: %v", err)
 		}
@@ -238,7 +238,8 @@ func stopProcess(cmd *exec.Cmd, exited <-chan error) {
 	}
 }
 
-func freePort() (int, error) {
+// FreePort is a TCP port on 127.0.0.1 that nothing listens on now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

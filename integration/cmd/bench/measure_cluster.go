@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -263,7 +262,7 @@ func startPullThroughCache(ctx context.Context, dir, upstream string) (string, f
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", nil, err
 	}
-	port, err := freePort()
+	port, err := integration.FreePort()
 	if err != nil {
 		return "", nil, err
 	}
@@ -310,13 +309,4 @@ func startPullThroughCache(ctx context.Context, dir, upstream string) (string, f
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
