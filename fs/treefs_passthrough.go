@@ -192,7 +192,8 @@ func (p *passthrough) open(id uint64, key string, size int64, out *fuse.OpenOut)
 		o.passthrough++
 		out.Fh = fhPassthrough
 		out.BackingID = o.backingID
-		out.OpenFlags = fuse.FOPEN_PASSTHROUGH
+		// No page cache of the mount to keep: the kernel reads the copy.
+		out.OpenFlags = out.OpenFlags&^fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_PASSTHROUGH
 		return
 	}
 	o.cached++

@@ -37,12 +37,8 @@ func (t *treeFS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.Open
 	out.OpenFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
 	if key, ok := t.copyKey(n); ok {
 		// A file that may have a copy: the kernel reads the copy itself
-		// when there is one (no page cache of the mount to keep then).
+		// when there is one.
 		t.pt.open(input.NodeId, key, n.Size(), out)
-		out.OpenFlags |= fuse.FOPEN_NOFLUSH
-		if out.Fh == fhCached {
-			out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
-		}
 	}
 	return fuse.OK
 }

@@ -35,8 +35,7 @@ type Copies struct {
 	max int64
 	log *slog.Logger
 
-	mu   sync.Mutex
-	used int64 // bytes of copies, as this process knows them
+	mu sync.Mutex // one eviction at a time in this process
 }
 
 // copyChunk is the size of each read of a copy's content: small enough to
@@ -59,9 +58,7 @@ func NewCopies(dir string, maxBytes int64, log *slog.Logger) (*Copies, error) {
 		return nil, fmt.Errorf("file copies: %w", err)
 	}
 	c := &Copies{dir: dir, max: maxBytes, log: log}
-	for _, f := range c.scan() {
-		c.used += f.size
-	}
+	c.scan() // removes what crashed writers left
 	return c, nil
 }
 
@@ -197,9 +194,6 @@ func (c *Copies) Store(ctx context.Context, key string, size int64, read func(ct
 		return fmt.Errorf("file copy: %w", err)
 	}
 	done = true
-	c.mu.Lock()
-	c.used += size
-	c.mu.Unlock()
 	return nil
 }
 
@@ -210,19 +204,24 @@ func (c *Copies) makeRoom(size int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	files := c.scan()
-	c.used = 0
-	for _, f := range files {
-		c.used += f.size
-	}
+	used := totalBytes(files)
 	slices.SortFunc(files, func(a, b storedCopy) int { return a.mtime.Compare(b.mtime) })
 	for _, f := range files {
-		if c.used+size <= c.max {
+		if used+size <= c.max {
 			break
 		}
 		if err := os.Remove(f.path); err == nil || errors.Is(err, fs.ErrNotExist) {
-			c.used -= f.size
+			used -= f.size
 			c.log.Debug("file copy evicted", "path", f.path, "bytes", f.size)
 		}
 	}
-	c.used = max(c.used, 0)
+}
+
+// totalBytes is the size of files in all.
+func totalBytes(files []storedCopy) int64 {
+	var n int64
+	for _, f := range files {
+		n += f.size
+	}
+	return n
 }

@@ -134,8 +134,8 @@ func TestCopiesEvictLeastRecentlyOpened(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c2.used != 4<<20 {
-		t.Errorf("used %d, want %d", c2.used, 4<<20)
+	if used := totalBytes(c2.scan()); used != 4<<20 {
+		t.Errorf("used %d, want %d", used, 4<<20)
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Error("stale temporary file kept")
@@ -168,11 +168,7 @@ func TestCopiesSharedBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var total int64
-	for _, f := range a.scan() {
-		total += f.size
-	}
-	if total > 10<<20 {
+	if total := totalBytes(a.scan()); total > 10<<20 {
 		t.Errorf("%d bytes of copies in the shared directory, budget %d", total, 10<<20)
 	}
 	if !a.Admit(10<<20/4) || a.Admit(10<<20/4+1) {
